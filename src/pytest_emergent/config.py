@@ -1,0 +1,200 @@
+"""Options and ini values -> one validated, frozen `Settings` object (kept in `config.stash`).
+
+Every option is parsed here and only here; a bad value is a `pytest.UsageError` that names
+the option. Threshold precedence, most specific last wins except the command line:
+command line > question YAML > file `defaults` > ini > built-in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+DEFINITION_NAMES = ("betley", "organisms", "inoculation")
+GATE_POLICIES = ("point", "upper", "lower")
+DEFAULT_FILE_PATTERNS = ("*.yaml", "*.yml")
+
+#: (option dest, ini name, help, kind) — kind drives parsing; each option has an ini twin.
+OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("model", f"model spec of the model under test (default {DEFAULT_MODEL})", "str"),
+    ("judge", "model spec of the judge (default: the embedded model)", "str"),
+    ("base_model", "base model spec for a peft adapter directory", "str"),
+    ("em_samples", "samples per paraphrase, overriding the YAML", "int"),
+    ("em_seed", "base seed for sampling (default 0)", "int"),
+    ("em_report", "directory for samples.jsonl and summary.json", "path"),
+    ("em_max_misaligned", "max misaligned rate, e.g. 0.05 or 5%", "rate"),
+    ("em_min_coherent", "min share of coherent answers, e.g. 0.8 or 80%", "rate"),
+    ("em_max_unscored", "max share of unscored answers, e.g. 0.5 or 50%", "rate"),
+    ("em_definition", "misalignment definition: betley (default), organisms, inoculation", "str"),
+    ("em_aligned_cut", "aligned cut-off of the definition (default: the definition's)", "float"),
+    ("em_coherent_cut", "coherent cut-off of the definition (default: the definition's)", "float"),
+    ("em_gate", "gate on the point estimate (point, default) or a CI bound (upper, lower)", "str"),
+    ("em_confidence", "confidence level of the intervals (default 0.95)", "float"),
+    ("em_judge_min_mass", "min probability mass on numbers for a judge score (0.25)", "float"),
+    ("em_judge_prefix", "assistant-turn prefix for a local judge (default: built-in)", "str"),
+    ("em_batch_size", "generation batch size for local models (default 32)", "int"),
+    ("em_cache_dir", "where converted models are cached", "path"),
+    ("em_allow_pickle", "allow pickle (*.bin, *.pt) checkpoints: true/false", "bool"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the plugin needs, validated once."""
+
+    model: str = DEFAULT_MODEL
+    judge: str = DEFAULT_MODEL
+    base_model: str | None = None
+    samples: int | None = None
+    seed: int = 0
+    report_dir: Path | None = None
+    cli_max_misaligned: float | None = None
+    cli_min_coherent: float | None = None
+    cli_max_unscored: float | None = None
+    ini_max_misaligned: float | None = None
+    ini_min_coherent: float | None = None
+    ini_max_unscored: float | None = None
+    definition: str = "betley"
+    aligned_cut: float | None = None
+    coherent_cut: float | None = None
+    gate: str = "point"
+    confidence: float = 0.95
+    judge_min_mass: float = 0.25
+    judge_prefix: str | None = None
+    batch_size: int = 32
+    cache_dir: Path | None = None
+    allow_pickle: bool = False
+    file_patterns: tuple[str, ...] = DEFAULT_FILE_PATTERNS
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_rate(text: str | float, name: str) -> float:
+    """Accept 0.05, "0.05" or "5%"; reject anything outside 0..1."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise pytest.UsageError(f"{name}: expected a rate like 0.05 or 5%, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise pytest.UsageError(f"{name}: a rate must lie between 0 and 1 (0% and 100%), got {raw}")
+    return value
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the command-line options and their ini twins."""
+    group = parser.getgroup("emergent", "emergent misalignment evaluation")
+    for dest, help_text, _kind in OPTIONS:
+        group.addoption(_flag(dest), dest=dest, default=None, help=help_text)
+        parser.addini(dest, help=help_text, default=None)
+    group.addoption(
+        "--em-judge-base-url", "--judge-base-url", dest="em_judge_base_url", default=None,
+        help="base URL of an OpenAI-compatible judge server",
+    )
+    parser.addini(
+        "em_files", type="linelist", default=list(DEFAULT_FILE_PATTERNS),
+        help="glob patterns of question files collected inside directories",
+    )
+
+
+def _convert(value: str, kind: str, name: str) -> Any:
+    value = value.strip()
+    if kind == "str":
+        return value
+    if kind == "path":
+        return Path(os.path.expanduser(value))
+    if kind == "rate":
+        return parse_rate(value, name)
+    if kind == "bool":
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise pytest.UsageError(f"{name}: expected true or false, got {value!r}")
+    try:
+        return int(value) if kind == "int" else float(value)
+    except ValueError:
+        raise pytest.UsageError(f"{name}: expected {'an integer' if kind == 'int' else 'a number'}, "
+                                f"got {value!r}") from None
+
+
+def build_settings(config: pytest.Config) -> Settings:
+    """Read options (command line first, then ini) and validate them."""
+    cli: dict[str, Any] = {}
+    ini: dict[str, Any] = {}
+    for dest, _help, kind in OPTIONS:
+        raw = config.getoption(dest)
+        if raw is not None:
+            cli[dest] = _convert(str(raw), kind, _flag(dest))
+        ini_raw = config.getini(dest)
+        if ini_raw not in (None, "", []):
+            ini[dest] = _convert(str(ini_raw), kind, f"ini {dest}")
+
+    def pick(dest: str, default: Any) -> Any:
+        return cli.get(dest, ini.get(dest, default))
+
+    samples = pick("em_samples", None)
+    if samples is not None and samples < 1:
+        raise pytest.UsageError(f"--em-samples: must be at least 1, got {samples}")
+    definition = pick("em_definition", "betley")
+    if definition not in DEFINITION_NAMES:
+        raise pytest.UsageError(
+            f"--em-definition: unknown definition {definition!r}; choose one of "
+            f"{', '.join(DEFINITION_NAMES)}"
+        )
+    gate = pick("em_gate", "point")
+    if gate not in GATE_POLICIES:
+        raise pytest.UsageError(
+            f"--em-gate: unknown policy {gate!r}; choose one of {', '.join(GATE_POLICIES)}"
+        )
+    confidence = pick("em_confidence", 0.95)
+    if not 0.5 <= confidence < 1.0:
+        raise pytest.UsageError(f"--em-confidence: must be in [0.5, 1), got {confidence}")
+    min_mass = pick("em_judge_min_mass", 0.25)
+    if not 0.0 <= min_mass <= 1.0:
+        raise pytest.UsageError(f"--em-judge-min-mass: must be in [0, 1], got {min_mass}")
+    for dest in ("em_aligned_cut", "em_coherent_cut"):
+        cut = pick(dest, None)
+        if cut is not None and not 0 <= cut <= 100:
+            raise pytest.UsageError(f"{_flag(dest)}: must be in [0, 100], got {cut}")
+    batch = pick("em_batch_size", 32)
+    if batch < 1:
+        raise pytest.UsageError(f"--em-batch-size: must be at least 1, got {batch}")
+    model = pick("model", DEFAULT_MODEL)
+    return Settings(
+        model=model,
+        judge=pick("judge", DEFAULT_MODEL),
+        base_model=pick("base_model", None),
+        samples=samples,
+        seed=pick("em_seed", 0),
+        report_dir=pick("em_report", None),
+        cli_max_misaligned=cli.get("em_max_misaligned"),
+        cli_min_coherent=cli.get("em_min_coherent"),
+        cli_max_unscored=cli.get("em_max_unscored"),
+        ini_max_misaligned=ini.get("em_max_misaligned"),
+        ini_min_coherent=ini.get("em_min_coherent"),
+        ini_max_unscored=ini.get("em_max_unscored"),
+        definition=definition,
+        aligned_cut=pick("em_aligned_cut", None),
+        coherent_cut=pick("em_coherent_cut", None),
+        gate=gate,
+        confidence=confidence,
+        judge_min_mass=min_mass,
+        judge_prefix=pick("em_judge_prefix", None),
+        batch_size=batch,
+        cache_dir=pick("em_cache_dir", None),
+        allow_pickle=bool(pick("em_allow_pickle", False)),
+        file_patterns=tuple(config.getini("em_files") or DEFAULT_FILE_PATTERNS),
+        extra={"judge_base_url": config.getoption("em_judge_base_url")},
+    )
+
+
+settings_key = pytest.StashKey[Settings]()

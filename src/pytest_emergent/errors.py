@@ -1,0 +1,62 @@
+"""One exception family. Messages name the file, the question and the field at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EmergentError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class QuestionError(EmergentError):
+    """A question file is malformed: the message says where and what to change."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | Path | None = None,
+        question: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = str(path) if path is not None else None
+        self.question = question
+        self.field = field
+        self.detail = message
+        parts = []
+        if self.path:
+            parts.append(self.path)
+        if question is not None:
+            parts.append(f"question {question!r}")
+        if field is not None:
+            parts.append(f"{field!r}")
+        prefix = ": ".join(parts)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class ModelSpecError(EmergentError):
+    """A `--model` / `--judge` spec cannot be resolved to a backend."""
+
+
+class MissingDependencyError(EmergentError):
+    """An optional package is needed; the message says which extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the '{package}' package: pip install 'pytest-emergent[{extra}]'"
+        )
+
+
+class BackendError(EmergentError):
+    """A backend failed to produce an answer or a judgment (after any retries)."""
+
+
+def require(module: str, extra: str, purpose: str) -> object:
+    """Import an optional module or raise an install hint naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(module.split(".")[0], extra, purpose) from exc

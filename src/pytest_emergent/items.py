@@ -1,0 +1,112 @@
+"""Collection nodes: a question file becomes one `pytest.Function` per question and variant,
+plus one aggregate item that gates the whole file.
+
+Items are real `pytest.Function`s built from plain functions, so fixtures resolve for them
+(a bare `pytest.Item` subclass gets none: pytest issues #3639, #2471).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_emergent.config import settings_key
+from pytest_emergent.errors import QuestionError
+from pytest_emergent.questions import Question, QuestionFile, load_file
+
+AGGREGATE_NAME = "_aggregate"
+question_key = pytest.StashKey[Question]()
+file_key = pytest.StashKey[QuestionFile]()
+run_key = pytest.StashKey[Any]()  # the session's EvalRun (typed Any to keep imports light)
+
+
+def looks_like_question_file(path: Path, patterns: tuple[str, ...]) -> bool:
+    """Inside a directory: the name matches a pattern and the text mentions `paraphrases:`."""
+    if not any(fnmatch.fnmatch(path.name, pat) for pat in patterns):
+        return False
+    try:
+        return "paraphrases" in path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+
+
+def _run_question(request: pytest.FixtureRequest, em_result: Any) -> None:
+    """The test body of a question item: gate on the result evaluated in setup.
+
+    The evaluation happens in the `em_result` fixture, so a model or judge that cannot be
+    loaded or reached makes the item error (setup), and only a gate decision makes it fail.
+    """
+    s = em_result.summary
+    props = [
+        ("em_rate", round(s.rate, 6)),
+        ("em_ci_low", round(s.ci_low, 6)),
+        ("em_ci_high", round(s.ci_high, 6)),
+        ("em_n", s.n),
+        ("em_misaligned", s.misaligned),
+        ("em_unscored", s.unscored),
+        ("em_total", s.total),
+    ]
+    request.node.user_properties.extend(props)
+    if not em_result.decision.passed:
+        pytest.fail(em_result.failure_message(), pytrace=False)
+
+
+def _run_aggregate(request: pytest.FixtureRequest, em_file_result: Any) -> None:
+    """The test body of a file's aggregate item: gate on the pooled rate of the file."""
+    fres = em_file_result
+    s = fres.summary
+    request.node.user_properties.extend(
+        [("em_rate", round(s.rate, 6)), ("em_n", s.n), ("em_unscored", s.unscored)]
+    )
+    if not fres.decision.passed:
+        name = Path(fres.path).name
+        pytest.fail(
+            f"{name} (all {len(fres.question_ids)} questions): "
+            + "; ".join(fres.decision.reasons)
+            + f" (unscored {s.unscored}, incoherent {s.incoherent}, answers {s.total})",
+            pytrace=False,
+        )
+
+
+class QuestionSetFile(pytest.File):
+    """A YAML question set."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        settings = self.config.stash[settings_key]
+        try:
+            qfile = load_file(self.path, samples_override=settings.samples)
+        except QuestionError as exc:
+            raise self.CollectError(str(exc)) from None
+        self.stash[file_key] = qfile
+        for question in qfile.questions:
+            if question.item_name == AGGREGATE_NAME:
+                raise self.CollectError(
+                    f"{self.path}: question {question.id!r}: 'id': {AGGREGATE_NAME!r} is "
+                    "reserved for the file's aggregate item"
+                )
+            item = pytest.Function.from_parent(
+                self, name=question.item_name, callobj=_run_question
+            )
+            item.stash[question_key] = question
+            item.add_marker(pytest.mark.em)
+            item.add_marker(getattr(pytest.mark, f"em_{question.variant}"))
+            for tag in question.tags:
+                # registered on the fly so --strict-markers accepts YAML tags
+                self.config.addinivalue_line("markers", f"{tag}: question tag from YAML")
+                item.add_marker(getattr(pytest.mark, tag))
+            item.keywords[question.variant] = True
+            yield item
+        agg = pytest.Function.from_parent(self, name=AGGREGATE_NAME, callobj=_run_aggregate)
+        agg.stash[file_key] = qfile
+        agg.add_marker(pytest.mark.em)
+        agg.add_marker(pytest.mark.em_aggregate)
+        yield agg
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException]) -> str:  # type: ignore[override]
+        if isinstance(excinfo.value, self.CollectError):
+            return str(excinfo.value)
+        return str(super().repr_failure(excinfo))

@@ -1,0 +1,103 @@
+"""pytest hooks only: options, collection, terminal summary, reports.
+
+The work happens in plain modules (runner, evaluate, judge, stats, report); importing this
+module imports none of torch, transformers, peft, openai or inspect_ai.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_emergent.config import add_options, build_settings, settings_key
+from pytest_emergent.items import (
+    QuestionSetFile,
+    file_key,
+    looks_like_question_file,
+    question_key,
+    run_key,
+)
+
+_MARKERS = (
+    "em: a question or question-set item of pytest-emergent",
+    "em_base: a base question (no variant)",
+    "em_json: a question's JSON variant",
+    "em_template: a question's template variant",
+    "em_aggregate: the per-file aggregate gate",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from pytest_emergent.runner import EvalRun
+
+    for line in _MARKERS:
+        config.addinivalue_line("markers", line)
+    settings = build_settings(config)
+    config.stash[settings_key] = settings
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(message: str) -> None:
+        if reporter is not None and config.get_verbosity() >= 0:
+            reporter.write_line(f"[emergent] {message}")
+
+    config.stash[run_key] = EvalRun(settings, say=say)
+    config.pluginmanager.register(_fixtures_plugin(), "emergent-fixtures")
+
+
+def _fixtures_plugin() -> object:
+    from pytest_emergent import fixtures
+
+    return fixtures
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    config = parent.config
+    explicit = any(
+        Path(arg.split("::")[0]).resolve() == file_path.resolve()
+        for arg in config.args
+        if arg.split("::")[0].endswith((".yaml", ".yml"))
+    )
+    settings = config.stash[settings_key]
+    if explicit or looks_like_question_file(file_path, settings.file_patterns):
+        return QuestionSetFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # after -k / -m deselection: the questions to evaluate together in one batch
+    run = config.stash[run_key]
+    run.selected = [item.stash[question_key] for item in items if question_key in item.stash]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from pytest_emergent.report import summary_lines
+
+    run = terminalreporter.config.stash[run_key]
+    lines = summary_lines(run)
+    if lines:
+        terminalreporter.write_sep("=", "emergent misalignment summary")
+        for line in lines:
+            terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(run_key, None)
+    if run is None:
+        return
+    settings = session.config.stash[settings_key]
+    try:
+        if settings.report_dir is not None and run.results:
+            run.write_report(settings.report_dir)
+    finally:
+        run.close()
+
+
+__all__ = ["file_key", "question_key"]

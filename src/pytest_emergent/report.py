@@ -1,0 +1,148 @@
+"""Outputs: the terminal summary table, `samples.jsonl` and `summary.json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_emergent.evaluate import QuestionResult
+    from pytest_emergent.runner import EvalRun
+    from pytest_emergent.stats import RateSummary
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _row(name: str, s: RateSummary, threshold: float | None, passed: bool) -> list[str]:
+    return [
+        name,
+        str(s.total),
+        f"{s.misaligned}/{s.n}",
+        _pct(s.rate) if s.n else "-",
+        f"{_pct(s.ci_low)}–{_pct(s.ci_high)}" if s.n else "-",
+        str(s.unscored),
+        str(s.incoherent),
+        _pct(threshold),
+        "PASS" if passed else "FAIL",
+    ]
+
+
+def summary_lines(run: EvalRun) -> list[str]:
+    """The terminal table: one row per evaluated question, then one per file aggregate."""
+    if not run.results and run.error is None:
+        return []
+    lines: list[str] = []
+    if run.error is not None:
+        lines.append(f"evaluation failed: {type(run.error).__name__}: {run.error}")
+    header = ["question", "answers", "misaligned", "rate", "CI", "unscored", "incoherent",
+              "max", "result"]
+    rows = [
+        _row(f"{Path(src).name}::{res.question.item_name}", res.summary,
+             res.thresholds.max_misaligned, res.decision.passed)
+        for (src, _qid), res in run.results.items()
+    ]
+    rows += [
+        _row(f"{Path(path).name} (all)", f.summary, f.thresholds.max_misaligned,
+             f.decision.passed)
+        for path, f in run.file_results.items()
+    ]
+    if rows:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        fmt = "  ".join("{:<%d}" % w for w in widths)
+        lines.append(fmt.format(*header))
+        lines.extend(fmt.format(*r) for r in rows)
+        s = run.settings
+        conf = int(round(100 * s.confidence))
+        lines.append(
+            f"model {s.model} | judge {s.judge} | definition {s.definition} | gate {s.gate} | "
+            f"{conf}% Wilson CI | {run.seconds:.1f}s evaluating"
+        )
+    return lines
+
+
+def question_summary(res: QuestionResult) -> dict[str, Any]:
+    """The summary.json entry of one question."""
+    s = res.summary
+    return {
+        "id": res.question.id,
+        "item": res.question.item_name,
+        "file": str(res.question.source),
+        "variant": res.question.variant,
+        "n": s.n,
+        "total": s.total,
+        "misaligned": s.misaligned,
+        "coherent": s.coherent_ok,
+        "incoherent": s.incoherent,
+        "unscored": s.unscored,
+        "rate": s.rate,
+        "ci_low": s.ci_low,
+        "ci_high": s.ci_high,
+        "confidence": s.confidence,
+        "threshold": res.thresholds.max_misaligned,
+        "min_coherent": res.thresholds.min_coherent,
+        "max_unscored": res.thresholds.max_unscored,
+        "passed": res.decision.passed,
+        "reasons": list(res.decision.reasons),
+        "labels": res.labels,
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def write_report(run: EvalRun, directory: Path) -> None:
+    """Write `samples.jsonl` (one record per answer) and `summary.json`."""
+    directory = Path(directory)
+    ordered = list(run.results.values())
+    lines = [
+        json.dumps(record.to_dict(), ensure_ascii=False)
+        for res in ordered
+        for record in res.records
+    ]
+    _atomic_write(directory / "samples.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+    s = run.settings
+    summary = {
+        "model": s.model,
+        "judge": s.judge,
+        "model_fingerprint": getattr(run.model_backend, "fingerprint", None),
+        "judge_fingerprint": getattr(run.judge_backend, "fingerprint", None),
+        "settings": {
+            "definition": s.definition,
+            "gate": s.gate,
+            "confidence": s.confidence,
+            "seed": s.seed,
+            "samples": s.samples,
+            "judge_min_mass": s.judge_min_mass,
+        },
+        "environment": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "seconds": round(run.seconds, 3),
+        "questions": [question_summary(res) for res in ordered],
+        "files": [
+            {
+                "file": path,
+                "questions": list(f.question_ids),
+                "n": f.summary.n,
+                "misaligned": f.summary.misaligned,
+                "unscored": f.summary.unscored,
+                "rate": f.summary.rate,
+                "ci_low": f.summary.ci_low,
+                "ci_high": f.summary.ci_high,
+                "threshold": f.thresholds.max_misaligned,
+                "passed": f.decision.passed,
+            }
+            for path, f in run.file_results.items()
+        ],
+    }
+    _atomic_write(directory / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -1,0 +1,154 @@
+"""One evaluation per test session: loads backends once, evaluates every selected question
+together on first use, keeps the results for the items, the summary and the report.
+
+Plain Python: the pytest layer (plugin.py, items.py) only calls into this.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_emergent.config import Settings
+from pytest_emergent.errors import EmergentError
+from pytest_emergent.evaluate import EvalOptions, QuestionResult, aggregate, evaluate
+from pytest_emergent.judge import Judge
+from pytest_emergent.models.base import Backend
+from pytest_emergent.questions import Question, QuestionFile, Thresholds
+from pytest_emergent.stats import GateDecision, RateSummary, get_definition
+
+@dataclass
+class FileResult:
+    """The per-file aggregate gate."""
+
+    path: str
+    summary: RateSummary
+    thresholds: Thresholds
+    decision: GateDecision
+    question_ids: tuple[str, ...]
+
+
+def options_from_settings(settings: Settings) -> EvalOptions:
+    """Translate validated pytest settings into library options."""
+    return EvalOptions(
+        definition=get_definition(
+            settings.definition,
+            aligned_cut=settings.aligned_cut,
+            coherent_cut=settings.coherent_cut,
+        ),
+        seed=settings.seed,
+        confidence=settings.confidence,
+        gate_policy=settings.gate,
+        cli_thresholds=Thresholds(
+            max_misaligned=settings.cli_max_misaligned,
+            min_coherent=settings.cli_min_coherent,
+            max_unscored=settings.cli_max_unscored,
+        ),
+        ini_thresholds=Thresholds(
+            max_misaligned=settings.ini_max_misaligned,
+            min_coherent=settings.ini_min_coherent,
+            max_unscored=settings.ini_max_unscored,
+        ),
+    )
+
+
+@dataclass
+class EvalRun:
+    """Session state: settings, lazily resolved backends and results."""
+
+    settings: Settings
+    say: Callable[[str], None] = lambda _msg: None
+    files: dict[str, QuestionFile] = field(default_factory=dict)
+    selected: list[Question] = field(default_factory=list)
+    results: dict[tuple[str, str], QuestionResult] = field(default_factory=dict)
+    file_results: dict[str, FileResult] = field(default_factory=dict)
+    model_backend: Backend | None = None
+    judge_backend: Backend | None = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+    @property
+    def options(self) -> EvalOptions:
+        return options_from_settings(self.settings)
+
+    def _resolve(self, spec: str) -> Backend:
+        from pytest_emergent.models.registry import resolve
+
+        return resolve(
+            spec,
+            base_model=self.settings.base_model,
+            cache_dir=self.settings.cache_dir,
+            allow_pickle=self.settings.allow_pickle,
+        )
+
+    def backends(self) -> tuple[Backend, Backend]:
+        """The model and judge backends, resolved once (the same object when specs match)."""
+        if self.model_backend is None:
+            self.say(f"loading model {self.settings.model}")
+            self.model_backend = self._resolve(self.settings.model)
+        if self.judge_backend is None:
+            if self.settings.judge == self.settings.model and self.settings.base_model is None:
+                self.judge_backend = self.model_backend
+            else:
+                self.say(f"loading judge {self.settings.judge}")
+                self.judge_backend = self._resolve(self.settings.judge)
+        return self.model_backend, self.judge_backend
+
+    def make_judge(self, backend: Backend) -> Judge:
+        return Judge(
+            backend,
+            min_mass=self.settings.judge_min_mass,
+            assistant_prefix=self.settings.judge_prefix,
+        )
+
+    def ensure(self, needed: Sequence[Question]) -> None:
+        """Evaluate every selected question (and `needed`) once; re-raise a stored failure."""
+        if self.error is not None:
+            # a fresh exception per item: re-raising the stored one would grow its traceback
+            raise EmergentError(
+                f"evaluation failed earlier in this session: "
+                f"{type(self.error).__name__}: {self.error}"
+            ) from None
+        todo = {(str(q.source), q.id): q for q in [*self.selected, *needed]}
+        missing = [q for key, q in todo.items() if key not in self.results]
+        if not missing:
+            return
+        start = time.perf_counter()
+        try:
+            model, judge_backend = self.backends()
+            judge = self.make_judge(judge_backend)
+            self.results.update(evaluate(missing, model, judge, self.options, progress=self.say))
+        except BaseException as exc:
+            # remember the cause so every item reports it, instead of re-running the model
+            self.error = exc
+            raise
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def result(self, question: Question) -> QuestionResult:
+        self.ensure([question])
+        return self.results[(str(question.source), question.id)]
+
+    def file_result(self, qfile: QuestionFile) -> FileResult:
+        """Aggregate the selected questions of a file (all of them if none was selected)."""
+        key = str(qfile.path)
+        if key in self.file_results:
+            return self.file_results[key]
+        chosen = [q for q in self.selected if str(q.source) == key] or list(qfile.questions)
+        self.ensure(chosen)
+        results = [self.results[(key, q.id)] for q in chosen]
+        summary, thresholds, decision = aggregate(results, qfile.thresholds, self.options)
+        out = FileResult(key, summary, thresholds, decision, tuple(q.id for q in chosen))
+        self.file_results[key] = out
+        return out
+
+    def close(self) -> None:
+        for backend in {id(b): b for b in (self.model_backend, self.judge_backend) if b}.values():
+            backend.close()
+
+    def write_report(self, directory: Path) -> None:
+        from pytest_emergent.report import write_report
+
+        write_report(self, directory)
