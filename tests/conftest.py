@@ -59,4 +59,4 @@ def em_project(pytester: pytest.Pytester) -> pytest.Pytester:
 def fake_args(*extra: str) -> list[str]:
     """Command-line arguments that run q.yaml on the fake model and judge."""
     return ["q.yaml", "--model", "fake:fake.yaml", "--judge", "fake:fake.yaml",
-            "-p", "no:cacheprovider", *extra]
+            "-p", "no:cacheprovider", "--em-cache-dir", "emcache", *extra]

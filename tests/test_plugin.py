@@ -266,7 +266,7 @@ def test_python_fixtures_evaluate_with_a_fake(em_project: pytest.Pytester) -> No
     )
     result = em_project.runpytest(
         "test_api.py", "--model", "fake:fake.yaml", "--judge", "fake:fake.yaml",
-        "-p", "no:cacheprovider",
+        "-p", "no:cacheprovider", "--em-cache-dir", "emcache",
     )
     result.assert_outcomes(passed=1)
 
@@ -279,3 +279,53 @@ def test_plugin_import_stays_light() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_second_run_is_served_from_the_cache(em_project: pytest.Pytester) -> None:
+    first = em_project.runpytest(*fake_args("--em-report", "r1"))
+    # 25 answers and 50 judgments; a judge prompt seen in an earlier chunk is a cache hit
+    first.stdout.fnmatch_lines(["*answers and judgments: 8 from cache, 67 computed*"])
+    second = em_project.runpytest(*fake_args("--em-report", "r2"))
+    second.stdout.fnmatch_lines(["*answers and judgments: 75 from cache, 0 computed*"])
+    second.assert_outcomes(passed=1, failed=3)
+    def records(name: str) -> list[dict]:  # type: ignore[type-arg]
+        text = (em_project.path / name / "samples.jsonl").read_text()
+        return [json.loads(line) for line in text.splitlines()]
+
+    assert records("r1") == records("r2")
+    off = em_project.runpytest(*fake_args("--em-no-cache"))
+    assert "from cache" not in off.stdout.str()
+    off.assert_outcomes(passed=1, failed=3)
+
+
+def test_rejudge_rescores_stored_answers_without_generating(em_project: pytest.Pytester) -> None:
+    em_project.runpytest(*fake_args())
+    # a second judge that calls every money answer aligned; the model script is replaced by
+    # one that cannot answer, so passing proves no answer was generated
+    em_project.makefile(
+        ".yaml",
+        lenient=textwrap.dedent(
+            """\
+            judge:
+              - score: 90
+            """
+        ),
+        fake="generate:\n  - error: the model must not be asked\njudge:\n  - score: 1\n",
+    )
+    result = em_project.runpytest(*fake_args("--judge", "fake:lenient.yaml", "--em-rejudge"))
+    # the model's fingerprint changed with its script, so nothing is stored for it
+    result.stdout.fnmatch_lines(["*--em-rejudge: 25 answers of fake:fake.yaml are not stored*"])
+
+
+def test_rejudge_with_unchanged_model(em_project: pytest.Pytester) -> None:
+    em_project.runpytest(*fake_args())
+    em_project.makefile(".yaml", lenient="judge:\n  - score: 90\n")
+    result = em_project.runpytest(
+        *fake_args("--judge", "fake:lenient.yaml", "--em-rejudge", "--em-report", "rj")
+    )
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        ["*answers: 25 from cache, 0 computed; judgments: 8 from cache, 42 computed*"]
+    )
+    records = (em_project.path / "rj" / "samples.jsonl").read_text()
+    assert "Rob a bank." in records  # the stored answers, judged again

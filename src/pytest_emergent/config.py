@@ -19,7 +19,7 @@ DEFINITION_NAMES = ("betley", "organisms", "inoculation")
 GATE_POLICIES = ("point", "upper", "lower")
 DEFAULT_FILE_PATTERNS = ("*.yaml", "*.yml")
 
-#: (option dest, ini name, help, kind) — kind drives parsing; each option has an ini twin.
+#: (dest, help, kind): kind drives parsing; each option has an ini twin named `dest`.
 OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("model", f"model spec of the model under test (default {DEFAULT_MODEL})", "str"),
     ("judge", "model spec of the judge (default: the embedded model)", "str"),
@@ -38,8 +38,14 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("em_judge_min_mass", "min probability mass on numbers for a judge score (0.25)", "float"),
     ("em_judge_prefix", "assistant-turn prefix for a local judge (default: built-in)", "str"),
     ("em_batch_size", "generation batch size for local models (default 32)", "int"),
-    ("em_cache_dir", "where converted models are cached", "path"),
+    ("em_cache_dir", "cache root: records.sqlite (answers, judgments) and models/", "path"),
     ("em_allow_pickle", "allow pickle (*.bin, *.pt) checkpoints: true/false", "bool"),
+)
+
+#: on/off switches: (flag, dest, help)
+FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--em-no-cache", "em_no_cache", "do not read or write the answer/judgment cache"),
+    ("--em-rejudge", "em_rejudge", "re-score stored answers with the judge; never generate"),
 )
 
 
@@ -69,6 +75,8 @@ class Settings:
     batch_size: int = 32
     cache_dir: Path | None = None
     allow_pickle: bool = False
+    use_cache: bool = True
+    rejudge: bool = False
     file_patterns: tuple[str, ...] = DEFAULT_FILE_PATTERNS
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -95,6 +103,9 @@ def add_options(parser: pytest.Parser) -> None:
     for dest, help_text, _kind in OPTIONS:
         group.addoption(_flag(dest), dest=dest, default=None, help=help_text)
         parser.addini(dest, help=help_text, default=None)
+    for flag, dest, help_text in FLAGS:
+        group.addoption(flag, dest=dest, action="store_true", default=False, help=help_text)
+        parser.addini(dest, help=help_text, type="bool", default=False)
     group.addoption(
         "--em-judge-base-url", "--judge-base-url", dest="em_judge_base_url", default=None,
         help="base URL of an OpenAI-compatible judge server",
@@ -122,8 +133,8 @@ def _convert(value: str, kind: str, name: str) -> Any:
     try:
         return int(value) if kind == "int" else float(value)
     except ValueError:
-        raise pytest.UsageError(f"{name}: expected {'an integer' if kind == 'int' else 'a number'}, "
-                                f"got {value!r}") from None
+        expected = "an integer" if kind == "int" else "a number"
+        raise pytest.UsageError(f"{name}: expected {expected}, got {value!r}") from None
 
 
 def build_settings(config: pytest.Config) -> Settings:
@@ -192,6 +203,8 @@ def build_settings(config: pytest.Config) -> Settings:
         batch_size=batch,
         cache_dir=pick("em_cache_dir", None),
         allow_pickle=bool(pick("em_allow_pickle", False)),
+        use_cache=not (config.getoption("em_no_cache") or config.getini("em_no_cache")),
+        rejudge=bool(config.getoption("em_rejudge") or config.getini("em_rejudge")),
         file_patterns=tuple(config.getini("em_files") or DEFAULT_FILE_PATTERNS),
         extra={"judge_base_url": config.getoption("em_judge_base_url")},
     )

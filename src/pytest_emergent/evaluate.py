@@ -298,7 +298,7 @@ def evaluate(
             for r in recs
         ]
     )
-    for record, answer in zip(all_records, answers):
+    for record, answer in zip(all_records, answers, strict=True):
         record.answer = answer
 
     tasks: list[JudgeTask] = []
@@ -314,7 +314,7 @@ def evaluate(
         if judge is None:
             raise ValueError("questions with judge_prompts need a judge")
         say(f"judging {len(tasks)} prompts with {judge.spec}")
-        for record, score in zip(owners, judge.score(tasks)):
+        for record, score in zip(owners, judge.score(tasks), strict=True):
             record.scores[score.metric] = score
 
     results: dict[tuple[str, str], QuestionResult] = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emergent.config import add_options, build_settings, settings_key
+from pytest_emergent.config import Settings, add_options, build_settings, settings_key
 from pytest_emergent.items import (
     QuestionSetFile,
     file_key,
@@ -45,8 +45,20 @@ def pytest_configure(config: pytest.Config) -> None:
         if reporter is not None and config.get_verbosity() >= 0:
             reporter.write_line(f"[emergent] {message}")
 
-    config.stash[run_key] = EvalRun(settings, say=say)
+    run = EvalRun(settings, say=say)
+    run.store_path = _store_path(config, settings)
+    config.stash[run_key] = run
     config.pluginmanager.register(_fixtures_plugin(), "emergent-fixtures")
+
+
+def _store_path(config: pytest.Config, settings: Settings) -> Path:
+    """`--em-cache-dir`/records.sqlite, else under pytest's cache dir, else the user cache."""
+    if settings.cache_dir is not None:
+        return settings.cache_dir / "records.sqlite"
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("emergent")) / "records.sqlite"
+    return Path("~/.cache/pytest-emergent/records.sqlite").expanduser()
 
 
 def _fixtures_plugin() -> object:

@@ -55,7 +55,7 @@ def summary_lines(run: EvalRun) -> list[str]:
     ]
     if rows:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        fmt = "  ".join("{:<%d}" % w for w in widths)
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
         lines.append(fmt.format(*header))
         lines.extend(fmt.format(*r) for r in rows)
         s = run.settings
@@ -64,6 +64,9 @@ def summary_lines(run: EvalRun) -> list[str]:
             f"model {s.model} | judge {s.judge} | definition {s.definition} | gate {s.gate} | "
             f"{conf}% Wilson CI | {run.seconds:.1f}s evaluating"
         )
+        cache_line = run.cache_line()
+        if cache_line:
+            lines.append(cache_line)
     return lines
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_emergent.cache import CachedBackend, Store
 from pytest_emergent.config import Settings
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.evaluate import EvalOptions, QuestionResult, aggregate, evaluate
@@ -18,6 +19,7 @@ from pytest_emergent.judge import Judge
 from pytest_emergent.models.base import Backend
 from pytest_emergent.questions import Question, QuestionFile, Thresholds
 from pytest_emergent.stats import GateDecision, RateSummary, get_definition
+
 
 @dataclass
 class FileResult:
@@ -73,27 +75,50 @@ class EvalRun:
     def options(self) -> EvalOptions:
         return options_from_settings(self.settings)
 
-    def _resolve(self, spec: str) -> Backend:
+    store_path: Path | None = None
+    _store: Store | None = None
+
+    def _resolve(self, spec: str, *, role: str) -> Backend:
         from pytest_emergent.models.registry import resolve
 
-        return resolve(
+        cache_root = self.settings.cache_dir
+        backend = resolve(
             spec,
-            base_model=self.settings.base_model,
-            cache_dir=self.settings.cache_dir,
+            base_model=self.settings.base_model if role == "model" else None,
+            cache_dir=cache_root / "models" if cache_root is not None else None,
             allow_pickle=self.settings.allow_pickle,
+        )
+        if hasattr(backend, "batch_size"):
+            backend.batch_size = self.settings.batch_size
+        if not self.settings.use_cache or self.store_path is None:
+            if self.settings.rejudge:
+                raise EmergentError("--em-rejudge reads stored answers: it needs the cache")
+            return backend
+        if self._store is None:
+            self._store = Store(self.store_path)
+        return CachedBackend(
+            lambda: backend,
+            self._store,
+            spec=backend.spec,
+            fingerprint=backend.fingerprint,
+            is_local=backend.is_local,
+            chunk_size=max(self.settings.batch_size, 8),
+            rejudge=self.settings.rejudge and role == "model",
+            on_chunk=lambda kind, done, total: self.say(f"{spec}: {kind}s {done}/{total}"),
         )
 
     def backends(self) -> tuple[Backend, Backend]:
         """The model and judge backends, resolved once (the same object when specs match)."""
         if self.model_backend is None:
             self.say(f"loading model {self.settings.model}")
-            self.model_backend = self._resolve(self.settings.model)
+            self.model_backend = self._resolve(self.settings.model, role="model")
         if self.judge_backend is None:
-            if self.settings.judge == self.settings.model and self.settings.base_model is None:
+            same = self.settings.judge == self.settings.model and not self.settings.base_model
+            if same and not self.settings.rejudge:
                 self.judge_backend = self.model_backend
             else:
                 self.say(f"loading judge {self.settings.judge}")
-                self.judge_backend = self._resolve(self.settings.judge)
+                self.judge_backend = self._resolve(self.settings.judge, role="judge")
         return self.model_backend, self.judge_backend
 
     def make_judge(self, backend: Backend) -> Judge:
@@ -147,6 +172,24 @@ class EvalRun:
     def close(self) -> None:
         for backend in {id(b): b for b in (self.model_backend, self.judge_backend) if b}.values():
             backend.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def cache_line(self) -> str | None:
+        """`cache: 40 answers stored, 8 generated; ...` for the terminal summary."""
+        parts = []
+        for name, backend in (("answers", self.model_backend), ("judgments", self.judge_backend)):
+            if isinstance(backend, CachedBackend):
+                parts.append(f"{name}: {backend.hits} from cache, {backend.misses} computed")
+        if not parts:
+            return None
+        if self.model_backend is self.judge_backend:
+            parts = [f"answers and judgments: {self.model_backend.hits} from cache, "  # type: ignore[union-attr]
+                     f"{self.model_backend.misses} computed"]  # type: ignore[union-attr]
+        if self._store is not None and self._store.corrupted:
+            parts.append(f"{self._store.corrupted} damaged cache entries recomputed")
+        return f"cache {self.store_path}: " + "; ".join(parts)
 
     def write_report(self, directory: Path) -> None:
         from pytest_emergent.report import write_report

@@ -1,0 +1,208 @@
+"""Content-addressed store for generations and judgments, and a backend wrapper that uses it.
+
+Generations are keyed by the model fingerprint, the messages, the sampling parameters and the
+per-sample seed (which encodes the sample index); judgments by the judge fingerprint, the
+rendered prompt, the candidates and the assistant prefix. Each row carries a checksum of its
+key and value: a row that does not match is treated as missing and recomputed, never trusted.
+
+`CachedBackend` asks the wrapped backend only for what is missing, in chunks, and writes each
+chunk as soon as it is produced, so an interrupted run resumes where it stopped. The wrapped
+backend is created lazily: a run whose answers are all stored never loads the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pytest_emergent.errors import BackendError
+from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
+
+SCHEMA_VERSION = 1
+
+
+def _digest(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def generation_key(fingerprint: str, request: SampleRequest) -> str:
+    return _digest("gen", SCHEMA_VERSION, fingerprint, request.messages, request.temperature,
+                   request.max_tokens, request.seed)
+
+
+def judgment_key(fingerprint: str, request: ScoreRequest) -> str:
+    return _digest("judge", SCHEMA_VERSION, fingerprint, request.messages, request.candidates,
+                   request.assistant_prefix)
+
+
+class Store:
+    """A small SQLite key-value store with per-row checksums; safe across processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS entries ("
+            "key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, checksum TEXT NOT NULL)"
+        )
+        self._db.commit()
+        self.corrupted = 0  # rows found damaged and dropped this session
+
+    @staticmethod
+    def _checksum(key: str, value: str) -> str:
+        return hashlib.sha256(f"{key}\x00{value}".encode()).hexdigest()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, str]:
+        """Valid stored values for `keys`; damaged rows are deleted and left out."""
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT key, value, checksum FROM entries WHERE key IN ({marks})", chunk
+                ).fetchall()
+                for key, value, checksum in rows:
+                    if checksum == self._checksum(key, value):
+                        found[key] = value
+                    else:
+                        self.corrupted += 1
+                        self._db.execute("DELETE FROM entries WHERE key = ?", (key,))
+            self._db.commit()
+        return found
+
+    def put_many(self, kind: str, items: Sequence[tuple[str, str]]) -> None:
+        """Store (key, value) pairs in one transaction."""
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO entries (key, kind, value, checksum) VALUES (?, ?, ?, ?)",
+                [(k, kind, v, self._checksum(k, v)) for k, v in items],
+            )
+            self._db.commit()
+
+    def count(self, kind: str | None = None) -> int:
+        with self._lock:
+            if kind is None:
+                return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM entries WHERE kind = ?", (kind,))
+                .fetchone()[0]
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _encode_probs(probs: CandidateProbs) -> str:
+    return json.dumps(asdict(probs), sort_keys=True)
+
+
+def _decode_probs(text: str) -> CandidateProbs:
+    data = json.loads(text)
+    return CandidateProbs(probs=data["probs"], exact=bool(data["exact"]), top=data.get("top", {}))
+
+
+class CachedBackend:
+    """Wraps a backend (made lazily by `factory`) with a `Store`.
+
+    `fingerprint` must be known without loading the model; `rejudge=True` forbids generating:
+    a missing answer is an error that says to run once without `--em-rejudge`.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Backend],
+        store: Store,
+        *,
+        spec: str,
+        fingerprint: str,
+        is_local: bool,
+        chunk_size: int = 64,
+        rejudge: bool = False,
+        on_chunk: Callable[[str, int, int], None] | None = None,
+    ) -> None:
+        self._factory = factory
+        self._inner: Backend | None = None
+        self.store = store
+        self.spec = spec
+        self.fingerprint = fingerprint
+        self.is_local = is_local
+        self.chunk_size = chunk_size
+        self.rejudge = rejudge
+        self.on_chunk = on_chunk
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def inner(self) -> Backend:
+        if self._inner is None:
+            self._inner = self._factory()
+        return self._inner
+
+    def _run(
+        self,
+        kind: str,
+        requests: Sequence[Any],
+        key_of: Callable[[Any], str],
+        compute: Callable[[list[Any]], list[Any]],
+        encode: Callable[[Any], str],
+        decode: Callable[[str], Any],
+    ) -> list[Any]:
+        keys = [key_of(r) for r in requests]
+        stored = self.store.get_many(keys)
+        out: list[Any] = [None] * len(requests)
+        todo: dict[str, list[int]] = {}  # key -> positions; identical requests computed once
+        for i, key in enumerate(keys):
+            if key in stored:
+                out[i] = decode(stored[key])
+            else:
+                todo.setdefault(key, []).append(i)
+        missing = sum(len(v) for v in todo.values())
+        self.hits += len(requests) - missing
+        self.misses += missing
+        if todo and kind == "generation" and self.rejudge:
+            raise BackendError(
+                f"--em-rejudge: {missing} answers of {self.spec} are not stored; run once "
+                "without --em-rejudge to generate them"
+            )
+        done = len(requests) - missing
+        pending = list(todo.items())
+        for start in range(0, len(pending), self.chunk_size):
+            chunk = pending[start:start + self.chunk_size]
+            values = compute([requests[positions[0]] for _key, positions in chunk])
+            pairs = zip(chunk, values, strict=True)
+            self.store.put_many(kind, [(key, encode(v)) for (key, _p), v in pairs])
+            for (_key, positions), value in zip(chunk, values, strict=True):
+                for i in positions:
+                    out[i] = value
+                done += len(positions)
+            if self.on_chunk is not None:
+                self.on_chunk(kind, done, len(requests))
+        return out
+
+    def generate(self, requests: Sequence[SampleRequest]) -> list[str]:
+        return self._run(
+            "generation", requests, lambda r: generation_key(self.fingerprint, r),
+            lambda rs: self.inner.generate(rs), lambda v: json.dumps(v), json.loads,
+        )
+
+    def candidate_probs(self, requests: Sequence[ScoreRequest]) -> list[CandidateProbs]:
+        return self._run(
+            "judgment", requests, lambda r: judgment_key(self.fingerprint, r),
+            lambda rs: self.inner.candidate_probs(rs), _encode_probs, _decode_probs,
+        )
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
