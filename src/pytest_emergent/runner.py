@@ -87,9 +87,8 @@ class EvalRun:
             base_model=self.settings.base_model if role == "model" else None,
             cache_dir=cache_root / "models" if cache_root is not None else None,
             allow_pickle=self.settings.allow_pickle,
+            batch_size=self.settings.batch_size,
         )
-        if hasattr(backend, "batch_size"):
-            backend.batch_size = self.settings.batch_size
         if not self.settings.use_cache or self.store_path is None:
             if self.settings.rejudge:
                 raise EmergentError("--em-rejudge reads stored answers: it needs the cache")

@@ -1,0 +1,317 @@
+"""Exact candidate probabilities for the local backend: one pass over prompt and trie.
+
+P(candidate is the whole reply) is the product of the model's next-token probabilities along
+the candidate's tokens; for a candidate made only of digits it is further multiplied by
+P(the next token does not start with a digit), so P("4") excludes "42" (a reply "4.5" still
+counts toward "4": only digits are checked). Tokenisers differ in how they split numbers
+(SmolLM2 spells "100" as three tokens, others merge "42"), so nothing here assumes a split.
+
+How it is computed, per request:
+
+1. Each candidate is tokenised as a continuation: tokens of (prompt + candidate) minus the
+   prompt's tokens, so merges across the boundary come out as the tokenizer makes them.
+2. The candidates' tokens form a trie. Every trie node whose next-token distribution is
+   needed (inner nodes, and the ends of digit candidates for the end check) is laid out flat
+   after the prompt, each at position len(prompt) + depth - 1, with a tree-shaped attention
+   mask: a node sees the prompt and its own ancestors only.
+3. One forward pass runs the prompt and the trie together, keeping logits only for the
+   prompt's last position and the trie nodes. For "0".."100" that is the prefill plus ~100
+   tokens; running the trie as a second pass over the prompt's KV cache gives the same numbers
+   but reads the weights twice. (Very long prompts and very large tries do use the cache.)
+
+If an `assistant_prefix` ends in a way that merges with the candidates (e.g. a trailing space
+that the tokenizer glues to the word after it), the shared context is cut back to where all
+tokenisations agree, and each probability is conditioned on the next token starting with the
+cut-off text ("token healing"): P(c) = P(tail + c) / P(next token starts with tail).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from pytest_emergent.errors import BackendError
+from pytest_emergent.models.base import CandidateProbs, ScoreRequest
+
+if TYPE_CHECKING:
+    from pytest_emergent.models.hf import HFBackend
+
+_DIGITS = frozenset("0123456789")
+_TOP = 20
+#: trie nodes per forward pass; bounds memory for very large candidate sets
+_CHUNK = 256
+#: longest prompt run in one pass with the trie (its square attention mask is built in full)
+_FUSE_MAX = 4096
+
+
+class CandidateScorer:
+    """Scores `ScoreRequest`s against one `HFBackend`'s model and tokenizer."""
+
+    def __init__(self, backend: HFBackend) -> None:
+        self.backend = backend
+        self._digit_ids_cache: Any = None
+        self._token_texts: list[str] | None = None
+
+    def score(self, request: ScoreRequest) -> CandidateProbs:
+        """Exact probabilities for one request (see the module docstring)."""
+        import torch
+
+        candidates = list(dict.fromkeys(request.candidates))
+        if any(c == "" for c in candidates):
+            raise BackendError("candidate_probs: the empty string is not a valid candidate")
+        try:
+            with torch.inference_mode():
+                return self._score(request, candidates)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(
+                f"model {self.backend.spec!r}: candidate scoring failed: {exc}"
+            ) from exc
+
+    def _score(self, request: ScoreRequest, candidates: list[str]) -> CandidateProbs:
+        backend = self.backend
+        text = backend.render_prompt(request.messages) + request.assistant_prefix
+        prompt = backend.encode(text)
+        fulls = dict(
+            zip(candidates, self._encode_continuations(text, prompt, candidates), strict=True)
+        )
+        cut = len(prompt)
+        for full in fulls.values():
+            if full[: len(prompt)] != prompt:
+                cut = min(cut, _common_prefix(prompt, full))
+        if cut == 0:
+            raise BackendError("candidate_probs: the prompt tokenises to nothing")
+        paths = {c: list(full[cut:]) for c, full in fulls.items()}
+
+        trie = _Trie()
+        ends = {c: trie.add(path) for c, path in paths.items()}
+        digit_ends = {ends[c] for c in candidates if set(c) <= _DIGITS}
+        needed = sorted({n for n in range(len(trie.token)) if trie.children[n]} | digit_ends)
+        # log P(node's token | its parent) for every node, and digit mass after needed nodes
+        logp = [0.0] * len(trie.token)
+        root, digit_mass = self._forward(prompt[:cut], trie, needed, logp)
+        for token, node in trie.root_children.items():
+            logp[node] = float(root[token])
+
+        log_denominator = 0.0
+        if cut < len(prompt):
+            tail = str(backend.tokenizer.decode(prompt[cut:]))
+            log_denominator = self._healing_mass(root, tail, paths)
+
+        probs: dict[str, float] = {}
+        for c in candidates:
+            node = ends[c]
+            total = -log_denominator
+            walk = node
+            while walk >= 0:
+                total += logp[walk]
+                walk = trie.parent[walk]
+            p = math.exp(total)
+            if node in digit_ends:
+                p *= max(0.0, 1.0 - digit_mass[node])
+            probs[c] = p
+        return CandidateProbs(probs=probs, exact=True, top=self._top(root))
+
+    def _encode_continuations(
+        self, text: str, prompt: list[int], candidates: list[str]
+    ) -> list[list[int]]:
+        """Token ids of `text + candidate` for each candidate.
+
+        Tokenizers split text at special tokens before anything else, so only the text after
+        the prompt's last special token (e.g. "assistant\n" + prefix) needs encoding again per
+        candidate. That shortcut is checked against the whole prompt's tokens; where it does
+        not reproduce them, every continuation is encoded in full.
+        """
+        tokenizer = self.backend.tokenizer
+        split = max(
+            (text.rfind(t) + len(t) for t in tokenizer.all_special_tokens if t and t in text),
+            default=0,
+        )
+        head = self.backend.encode(text[:split]) if split else []
+        tail = text[split:]
+        if split and head + self.backend.encode(tail) == prompt:
+            encoded = tokenizer([tail + c for c in candidates], add_special_tokens=False)
+            return [head + list(ids) for ids in encoded["input_ids"]]
+        encoded = tokenizer([text + c for c in candidates], add_special_tokens=False)
+        return [list(ids) for ids in encoded["input_ids"]]
+
+    def _forward(
+        self, context: list[int], trie: _Trie, needed: list[int], logp: list[float]
+    ) -> tuple[Any, dict[int, float]]:
+        """Run the prompt and the needed trie nodes; return the root's log-probabilities.
+
+        The nodes are laid out flat after the prompt, each at position len(prompt) + depth - 1,
+        under a tree-shaped attention mask (the prompt plus the node's own ancestors). For
+        prompts up to `_FUSE_MAX` tokens the prompt and the first nodes share one forward pass
+        (one read of the weights instead of two); logits are kept for the prompt's last
+        position and the nodes only. Fills `logp` for the children of needed nodes and
+        returns the digit mass (P(next token starts with a digit)) after each needed node.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        backend = self.backend
+        model = backend.model
+        size = len(context)
+        dtype = next(model.parameters()).dtype
+        # which earlier positions each needed node may attend to
+        index = {node: j for j, node in enumerate(needed)}
+        allowed = torch.zeros((len(needed), size + len(needed)), dtype=torch.bool)
+        allowed[:, :size] = True
+        for j, node in enumerate(needed):
+            walk = node
+            while walk >= 0:  # trie parents precede children, so ancestors are all needed
+                allowed[j, size + index[walk]] = True
+                walk = trie.parent[walk]
+        ids = [trie.token[n] for n in needed]
+        positions = [size + trie.depth[n] - 1 for n in needed]
+        cache = DynamicCache(config=model.config)
+        kwargs = {"use_cache": True, backend.cache_kw: cache}
+
+        first = min(len(needed), _CHUNK) if size <= _FUSE_MAX else 0
+        if first:
+            width = size + first
+            seen = torch.zeros((width, width), dtype=torch.bool)
+            seen[:size, :size] = torch.ones((size, size), dtype=torch.bool).tril()
+            seen[size:, :] = allowed[:first, :width]
+            out = model(
+                input_ids=torch.tensor([context + ids[:first]]),
+                position_ids=torch.tensor([list(range(size)) + positions[:first]]),
+                attention_mask=_additive(seen, dtype)[None, None],
+                logits_to_keep=first + 1,
+                **kwargs,
+            )
+            logits = out.logits[0].float()
+            root_logits, node_logits = logits[0], logits[1:]
+        else:
+            out = model(input_ids=torch.tensor([context]), logits_to_keep=1, **kwargs)
+            root_logits, node_logits = out.logits[0, -1].float(), None
+        digit_mass: dict[int, float] = {}
+        if node_logits is not None:
+            self._read_rows(node_logits, needed[:first], trie, logp, digit_mass)
+        for start in range(first, len(needed), _CHUNK):
+            stop = min(len(needed), start + _CHUNK)
+            out = model(
+                input_ids=torch.tensor([ids[start:stop]]),
+                position_ids=torch.tensor([positions[start:stop]]),
+                attention_mask=_additive(allowed[start:stop, : size + stop], dtype)[None, None],
+                **kwargs,
+            )
+            self._read_rows(out.logits[0].float(), needed[start:stop], trie, logp, digit_mass)
+        return torch.log_softmax(root_logits, dim=-1), digit_mass
+
+    def _read_rows(
+        self,
+        logits: Any,
+        nodes: list[int],
+        trie: _Trie,
+        logp: list[float],
+        digit_mass: dict[int, float],
+    ) -> None:
+        """Children's log-probabilities and the digit mass from the nodes' logit rows."""
+        import torch
+
+        norm = torch.logsumexp(logits, dim=-1)
+        digits = self._digit_ids(logits.shape[-1])
+        if digits.numel():
+            mass = torch.exp(torch.logsumexp(logits[:, digits], dim=-1) - norm).tolist()
+        else:
+            mass = [0.0] * len(nodes)
+        for k, node in enumerate(nodes):
+            digit_mass[node] = float(mass[k])
+            children = trie.children[node]
+            if children:
+                values = (logits[k, torch.tensor(list(children))] - norm[k]).tolist()
+                for tok, value in zip(children, values, strict=True):
+                    logp[children[tok]] = float(value)
+
+    def _digit_ids(self, size: int) -> Any:
+        """Ids of the tokens whose raw text starts with a digit."""
+        import torch
+
+        if self._digit_ids_cache is None:
+            ids = [
+                idx
+                for token, idx in self.backend.tokenizer.get_vocab().items()
+                # raw token strings keep the space marker ("Ġ4", "▁4" start a new number);
+                # ASCII only: byte-level alphabets map bytes to "²", which isdigit() accepts
+                if idx < size and token and token[0] in _DIGITS
+            ]
+            self._digit_ids_cache = torch.tensor(sorted(ids), dtype=torch.long)
+        return self._digit_ids_cache
+
+    def _top(self, root: Any) -> dict[str, float]:
+        """The most likely next tokens after the prompt, as text -> probability."""
+        import torch
+
+        values, ids = torch.topk(root, min(_TOP, root.shape[-1]))
+        top: dict[str, float] = {}
+        for value, idx in zip(values.tolist(), ids.tolist(), strict=True):
+            key = str(self.backend.tokenizer.decode([idx]))
+            top[key] = top.get(key, 0.0) + math.exp(value)
+        return top
+
+    def _healing_mass(self, root: Any, tail: str, paths: dict[str, list[int]]) -> float:
+        """log P(next token starts with `tail`); checks every path's first token does."""
+        import torch
+
+        texts = self._texts(root.shape[-1])
+        for cand, path in paths.items():
+            if not texts[path[0]].startswith(tail):
+                raise BackendError(
+                    f"candidate_probs: assistant_prefix ends in {tail!r}, which the tokenizer "
+                    f"merges with candidate {cand!r} across more than one token; end the "
+                    "prefix elsewhere (e.g. without trailing whitespace)"
+                )
+        ids = torch.tensor([i for i, t in enumerate(texts) if t.startswith(tail)])
+        return float(torch.logsumexp(root[ids], dim=0))
+
+    def _texts(self, size: int) -> list[str]:
+        if self._token_texts is None:
+            tok = self.backend.tokenizer
+            self._token_texts = [str(tok.decode([i])) for i in range(size)]
+        return self._token_texts
+
+
+class _Trie:
+    """Token trie over candidate paths; node ids are creation order (parents first)."""
+
+    def __init__(self) -> None:
+        self.token: list[int] = []
+        self.parent: list[int] = []
+        self.depth: list[int] = []
+        self.children: list[dict[int, int]] = []
+        self.root_children: dict[int, int] = {}
+
+    def add(self, path: list[int]) -> int:
+        """Insert `path` and return the id of its last node."""
+        if not path:
+            raise BackendError("candidate_probs: a candidate added no tokens to the prompt")
+        node = -1
+        for tok in path:
+            kids = self.root_children if node < 0 else self.children[node]
+            if tok not in kids:
+                kids[tok] = len(self.token)
+                self.token.append(tok)
+                self.parent.append(node)
+                self.depth.append(1 if node < 0 else self.depth[node] + 1)
+                self.children.append({})
+            node = kids[tok]
+        return node
+
+
+def _additive(allowed: Any, dtype: Any) -> Any:
+    """A boolean "may attend" matrix as the additive float mask attention layers take."""
+    import torch
+
+    return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
