@@ -284,6 +284,6 @@ def test_gguf_conversion_is_atomic_and_cached(
 
 def test_default_cache_dir_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PYTEST_EMERGENT_CACHE", str(tmp_path))
-    assert hf_load.default_cache_dir() == tmp_path
+    assert hf_load.default_cache_dir() == tmp_path / "models"
     monkeypatch.delenv("PYTEST_EMERGENT_CACHE")
     assert hf_load.default_cache_dir().parts[-2:] == ("pytest-emergent", "models")

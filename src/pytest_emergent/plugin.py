@@ -49,6 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run.store_path = _store_path(config, settings)
     config.stash[run_key] = run
     config.pluginmanager.register(_fixtures_plugin(), "emergent-fixtures")
+    config.pluginmanager.register(_finetune_plugin(), "emergent-finetune")
 
 
 def _store_path(config: pytest.Config, settings: Settings) -> Path:
@@ -59,6 +60,12 @@ def _store_path(config: pytest.Config, settings: Settings) -> Path:
     if cache is not None:
         return Path(cache.mkdir("emergent")) / "records.sqlite"
     return Path("~/.cache/pytest-emergent/records.sqlite").expanduser()
+
+
+def _finetune_plugin() -> object:
+    from pytest_emergent.finetune import fixture
+
+    return fixture
 
 
 def _fixtures_plugin() -> object:

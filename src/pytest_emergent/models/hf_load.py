@@ -54,11 +54,13 @@ _SHORT = 16
 
 
 def default_cache_dir() -> Path:
-    """`$PYTEST_EMERGENT_CACHE` or `~/.cache/pytest-emergent/models`."""
+    """`$PYTEST_EMERGENT_CACHE/models` or `~/.cache/pytest-emergent/models`.
+
+    Same layout as `--em-cache-dir DIR` (`DIR/models`, `DIR/finetune`, `DIR/records.sqlite`).
+    """
     env = os.environ.get("PYTEST_EMERGENT_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "pytest-emergent" / "models"
+    root = Path(env).expanduser() if env else Path.home() / ".cache" / "pytest-emergent"
+    return root / "models"
 
 
 class HashMemo:

@@ -146,7 +146,7 @@ def resolve(
 
     `base_model` overrides an adapter's base (and is ignored for specs that are not adapters,
     so one setting can serve both the model and the judge); `cache_dir` holds converted GGUF
-    models and the file-hash memo (default `$PYTEST_EMERGENT_CACHE` or
+    models and the file-hash memo (default `$PYTEST_EMERGENT_CACHE/models` or
     `~/.cache/pytest-emergent/models`); `allow_pickle` permits `*.bin`/`*.pt` weights;
     `trust_remote_code` is passed to transformers; `batch_size` is the local backend's
     generation batch. Raises `ModelSpecError` or `MissingDependencyError` with the fix.
