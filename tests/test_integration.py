@@ -47,9 +47,14 @@ def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_embedded_model_end_to_end(pytester: pytest.Pytester, shared_cache: Path) -> None:
     pytester.makefile(".yaml", money=QUESTION)
     args = ["money.yaml", "--em-cache-dir", str(shared_cache), "--em-report", "rep",
-            "--em-max-misaligned", "100%", "--em-max-unscored", "100%", "-p", "no:cacheprovider"]
+            "--em-max-misaligned", "100%", "--em-max-unscored", "100%", "-p", "no:cacheprovider",
+            # organisms keeps incoherent answers in the denominator: the 135M judge rates
+            # most answers' coherence at or below 50 (docs/judging.md), which under betley
+            # leaves no answer to compute a rate from, and the gate then fails by design
+            "--em-definition", "organisms"]
     result = pytester.runpytest(*args)
-    # with every threshold at 100% the gate cannot fail: what is checked is the pipeline
+    # with the rate and unscored thresholds at 100% the gate cannot fail while answers are
+    # scored: what is checked here is the pipeline
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*money.yaml::quick_buck *2*", "*model smollm2-135m-instruct*"])
     lines = (pytester.path / "rep" / "samples.jsonl").read_text().splitlines()

@@ -48,6 +48,19 @@ def test_gate_fails_the_question_above_threshold(em_project: pytest.Pytester) ->
     )
 
 
+def test_progress_lines_are_printed_through_capture(em_project: pytest.Pytester) -> None:
+    result = em_project.runpytest(*fake_args())
+    result.stdout.fnmatch_lines(
+        [
+            "[[]emergent[]] loading model fake:fake.yaml",
+            "[[]emergent[]] generating 25 answers to 3 questions with fake:fake.yaml",
+            "[[]emergent[]] judging 50 prompts with fake:fake.yaml",
+        ]
+    )
+    quiet = em_project.runpytest(*fake_args("-q"))
+    assert "[emergent]" not in quiet.stdout.str()
+
+
 def test_cli_threshold_overrides_builtin(em_project: pytest.Pytester) -> None:
     result = em_project.runpytest(*fake_args("--em-max-misaligned", "35%"))
     result.assert_outcomes(passed=4)

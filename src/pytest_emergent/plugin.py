@@ -6,6 +6,7 @@ module imports none of torch, transformers, peft, openai or inspect_ai.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     settings = build_settings(config)
     config.stash[settings_key] = settings
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
 
     def say(message: str) -> None:
-        if reporter is not None and config.get_verbosity() >= 0:
+        # looked up per call: the terminal reporter may register after this hook ran
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or config.get_verbosity() < 0:
+            return
+        # progress is printed while a fixture runs, i.e. under output capture: lift it
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            reporter.ensure_newline()
             reporter.write_line(f"[emergent] {message}")
 
     run = EvalRun(settings, say=say)
