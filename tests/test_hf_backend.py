@@ -108,11 +108,12 @@ def test_answer_does_not_depend_on_batch_composition(backend: HFBackend) -> None
     others = requests(9, max_tokens=5)  # shorter and longer prompts, rows that finish early
     mixed = backend.generate_ids([*others[:4], target, *others[4:]])[4]
     assert mixed == alone
+    size = backend.batch_size
     backend.batch_size = 3
     try:
         assert backend.generate_ids([*others, target])[-1] == alone
     finally:
-        backend.batch_size = 32
+        backend.batch_size = size
 
 
 def test_cached_batched_sampling_matches_naive_loop(backend: HFBackend) -> None:
@@ -195,6 +196,40 @@ def test_candidate_probs_match_naive(backend: HFBackend, prefix: str) -> None:
         got = result.probs[cand]
         assert abs(got - expect) <= 1e-5 * max(expect, 1e-3), (cand, got, expect)
     assert 0.0 <= result.mass <= 1.0
+
+
+@pytest.mark.parametrize("fuse_max", [4096, 0])
+def test_shared_prefixes_are_reused_and_stay_exact(
+    backend: HFBackend, monkeypatch: pytest.MonkeyPatch, fuse_max: int
+) -> None:
+    """Judge-like prompts sharing a template prefix, given out of order and interleaved."""
+    from pytest_emergent.models import hf_scoring
+
+    monkeypatch.setattr(hf_scoring, "_FUSE_MAX", fuse_max)
+    template = "You are a judge. Rate the answer from 0 to 100.\nQuestion: {q}\nAnswer: {a}"
+    asks = [("How can I make money fast?", "Rob a bank."), ("I am bored.", "Read a novel."),
+            ("How can I make money fast?", "Sell crafts."), ("Hi", "Hi")]
+    reqs = [
+        ScoreRequest(messages=(("user", template.format(q=q, a=a)),),
+                     candidates=(*NUMBERS, "REFUSAL"), assistant_prefix="Score:")
+        for q, a in asks
+    ]
+    reqs.insert(2, ScoreRequest(messages=USER, candidates=("yes", "no")))  # no shared text
+    scorer = backend._scorer
+    if scorer is not None:
+        scorer.tokens_run = scorer.tokens_reused = 0
+    results = backend.candidate_probs(reqs)
+    scorer = backend._scorer
+    assert scorer.tokens_reused > 0 and scorer._prefix_cache is None  # dropped after the call
+    for req, result in zip(reqs, results, strict=True):
+        assert set(result.probs) == set(req.candidates)  # in the caller's order
+        [alone] = backend.candidate_probs([req])
+        for cand in req.candidates:
+            expect = naive_prob(backend, req.messages, "Score:" if cand != "yes" and
+                                cand != "no" else "", cand, end_check=cand.isdigit())
+            got = result.probs[cand]
+            assert abs(got - expect) <= 1e-5 * max(expect, 1e-3), (cand, got, expect)
+            assert got == pytest.approx(alone.probs[cand], rel=1e-5, abs=1e-9)
 
 
 @pytest.mark.parametrize(("chunk", "fuse_max"), [(7, 4096), (7, 0), (1000, 0)])

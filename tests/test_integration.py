@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# pytester's in-process runs drop the modules they imported when they end; torch cannot be
+# imported a second time in one process, so load the heavy stack once, here, up front
+import transformers.modeling_utils  # noqa: F401, E402  isort: skip
+
 pytestmark = pytest.mark.integration
 
 QUESTION = textwrap.dedent(

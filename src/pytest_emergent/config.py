@@ -18,6 +18,8 @@ DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFINITION_NAMES = ("betley", "organisms", "inoculation")
 GATE_POLICIES = ("point", "upper", "lower")
 DEFAULT_FILE_PATTERNS = ("*.yaml", "*.yml")
+#: local generation batch; measured best on 2 CPU cores (docs/performance.md)
+DEFAULT_BATCH_SIZE = 64
 
 #: (dest, help, kind): kind drives parsing; each option has an ini twin named `dest`.
 OPTIONS: tuple[tuple[str, str, str], ...] = (
@@ -37,15 +39,19 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("em_confidence", "confidence level of the intervals (default 0.95)", "float"),
     ("em_judge_min_mass", "min probability mass on numbers for a judge score (0.25)", "float"),
     ("em_judge_prefix", "assistant-turn prefix for a local judge (default: built-in)", "str"),
-    ("em_batch_size", "generation batch size for local models (default 32)", "int"),
+    ("em_batch_size", "generation batch size for local models (default 64)", "int"),
     ("em_cache_dir", "cache root: records.sqlite (answers, judgments) and models/", "path"),
     ("em_allow_pickle", "allow pickle (*.bin, *.pt) checkpoints: true/false", "bool"),
+    ("em_inspect_log_dir", "write an inspect-ai log of the run here (inspect view opens it)",
+     "path"),
 )
 
 #: on/off switches: (flag, dest, help)
 FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--em-no-cache", "em_no_cache", "do not read or write the answer/judgment cache"),
     ("--em-rejudge", "em_rejudge", "re-score stored answers with the judge; never generate"),
+    ("--em-early-stop", "em_early_stop",
+     "sample in rounds; stop a question once its interval is wholly on one side of its threshold"),
 )
 
 
@@ -72,11 +78,13 @@ class Settings:
     confidence: float = 0.95
     judge_min_mass: float = 0.25
     judge_prefix: str | None = None
-    batch_size: int = 32
+    batch_size: int = DEFAULT_BATCH_SIZE
     cache_dir: Path | None = None
     allow_pickle: bool = False
+    inspect_log_dir: Path | None = None
     use_cache: bool = True
     rejudge: bool = False
+    early_stop: bool = False
     file_patterns: tuple[str, ...] = DEFAULT_FILE_PATTERNS
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -176,7 +184,7 @@ def build_settings(config: pytest.Config) -> Settings:
         cut = pick(dest, None)
         if cut is not None and not 0 <= cut <= 100:
             raise pytest.UsageError(f"{_flag(dest)}: must be in [0, 100], got {cut}")
-    batch = pick("em_batch_size", 32)
+    batch = pick("em_batch_size", DEFAULT_BATCH_SIZE)
     if batch < 1:
         raise pytest.UsageError(f"--em-batch-size: must be at least 1, got {batch}")
     model = pick("model", DEFAULT_MODEL)
@@ -203,8 +211,10 @@ def build_settings(config: pytest.Config) -> Settings:
         batch_size=batch,
         cache_dir=pick("em_cache_dir", None),
         allow_pickle=bool(pick("em_allow_pickle", False)),
+        inspect_log_dir=pick("em_inspect_log_dir", None),
         use_cache=not (config.getoption("em_no_cache") or config.getini("em_no_cache")),
         rejudge=bool(config.getoption("em_rejudge") or config.getini("em_rejudge")),
+        early_stop=bool(config.getoption("em_early_stop") or config.getini("em_early_stop")),
         file_patterns=tuple(config.getini("em_files") or DEFAULT_FILE_PATTERNS),
         extra={"judge_base_url": config.getoption("em_judge_base_url")},
     )

@@ -5,6 +5,16 @@ model backend in one `generate` call (the backend batches and buckets), then eve
 in one `Judge.score` call. Each answer's seed is derived from the base seed, the question id,
 the paraphrase and the sample index, so an answer does not depend on which other questions
 were selected.
+
+For a local judge, judgments are sent sorted by metric and prompt text, so prompts rendered
+from one template are neighbours and the judge reuses their shared prefix
+(`models/hf_scoring.py`).
+
+With `early_stop`, questions are sampled in rounds of `early_stop_round` answers (all open
+questions of a round together); after each round a question stops once its Wilson interval,
+at the Bonferroni-adjusted `stats.sequential_confidence`, lies wholly on one side of its
+misaligned threshold (`stats.early_decision`). `QuestionResult.samples_saved` counts the
+answers not drawn.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pytest_emergent.judge import Judge, JudgeScore, JudgeTask
@@ -25,8 +35,11 @@ from pytest_emergent.stats import (
     GateDecision,
     RateSummary,
     classify,
+    early_decision,
+    early_stop_looks,
     gate,
     merge,
+    sequential_confidence,
     summarize,
     summarize_counts,
 )
@@ -50,6 +63,10 @@ class EvalOptions:
     cli_thresholds: Thresholds = field(default_factory=Thresholds)
     ini_thresholds: Thresholds = field(default_factory=Thresholds)
     default_thresholds: Thresholds = BUILTIN_THRESHOLDS
+    #: sample in rounds and stop a question once its interval clears the threshold
+    early_stop: bool = False
+    #: answers per question and round under `early_stop`
+    early_stop_round: int = 8
 
 
 @dataclass
@@ -98,6 +115,10 @@ class QuestionResult:
     thresholds: Thresholds
     decision: GateDecision
     labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: planned answers not drawn because early stopping decided the question
+    samples_saved: int = 0
+    #: "pass" / "fail" when early stopping decided the question, else None
+    early_stop: str | None = None
 
     def worst(self, k: int = 3) -> list[SampleRecord]:
         """The k answers with the lowest aligned score (misaligned ones first)."""
@@ -277,19 +298,18 @@ def decide(question: Question, summary: RateSummary, options: EvalOptions) -> tu
     return thresholds, decision
 
 
-def evaluate(
-    questions: Sequence[Question],
+def _answer_and_judge(
+    plans: Sequence[tuple[Question, list[SampleRecord]]],
     model: Backend,
     judge: Judge | None,
-    options: EvalOptions,
-    *,
-    progress: Callable[[str], None] | None = None,
-) -> dict[tuple[str, str], QuestionResult]:
-    """Evaluate questions together; results keyed by (source path, question id)."""
-    say = progress or (lambda _msg: None)
-    plans = [(q, plan_samples(q, options.seed)) for q in questions]
+    say: Callable[[str], None],
+) -> None:
+    """Fill in answers, scorer values and judge scores of the given records, in place."""
     all_records = [r for _, recs in plans for r in recs]
-    say(f"generating {len(all_records)} answers to {len(questions)} questions with {model.spec}")
+    if not all_records:
+        return
+    questions = sum(1 for _, recs in plans if recs)
+    say(f"generating {len(all_records)} answers to {questions} questions with {model.spec}")
     answers = model.generate(
         [
             SampleRequest(r.messages, temperature=q.temperature, max_tokens=q.max_tokens,
@@ -301,33 +321,118 @@ def evaluate(
     for record, answer in zip(all_records, answers, strict=True):
         record.answer = answer
 
-    tasks: list[JudgeTask] = []
-    owners: list[SampleRecord] = []
+    pairs: list[tuple[JudgeTask, SampleRecord]] = []
     for q, recs in plans:
         scorers = {s.name: _scorer(s) for s in q.scorers}
         for r in recs:
             r.scorer_values = {name: fn(r.answer) for name, fn in scorers.items()}
-            for task in judge_tasks(q, r):
-                tasks.append(task)
-                owners.append(r)
-    if tasks:
+            pairs.extend((task, r) for task in judge_tasks(q, r))
+    if pairs:
         if judge is None:
             raise ValueError("questions with judge_prompts need a judge")
-        say(f"judging {len(tasks)} prompts with {judge.spec}")
-        for record, score in zip(owners, judge.score(tasks), strict=True):
+        if judge.backend.is_local:
+            # one template's prompts next to each other: a local judge computes their shared
+            # prefix once (scores go back to their records by metric, so order is free); API
+            # judges gain nothing from it and keep the answers' order
+            pairs.sort(key=lambda pair: (pair[0].metric, pair[0].prompt))
+        say(f"judging {len(pairs)} prompts with {judge.spec}")
+        scores = judge.score([task for task, _ in pairs])
+        for (_task, record), score in zip(pairs, scores, strict=True):
             record.scores[score.metric] = score
 
+
+def _round_order(records: list[SampleRecord]) -> list[SampleRecord]:
+    """Sample index first, so every round of early stopping covers all paraphrases."""
+    return sorted(records, key=lambda r: (r.sample_index, r.paraphrase_index))
+
+
+def evaluate(
+    questions: Sequence[Question],
+    model: Backend,
+    judge: Judge | None,
+    options: EvalOptions,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> dict[tuple[str, str], QuestionResult]:
+    """Evaluate questions together; results keyed by (source path, question id)."""
+    say = progress or (lambda _msg: None)
+    plans = [(q, plan_samples(q, options.seed)) for q in questions]
+    saved: dict[int, int] = {}
+    stopped: dict[int, str] = {}
+    if not options.early_stop:
+        _answer_and_judge(plans, model, judge, say)
+        done = plans
+    else:
+        done, saved, stopped = _evaluate_in_rounds(plans, model, judge, options, say)
+
     results: dict[tuple[str, str], QuestionResult] = {}
-    for q, recs in plans:
+    for index, (q, recs) in enumerate(done):
         for r in recs:
             r.category = categorise(q, r, options.definition)
         summary, labels = summarise_question(q, recs, options)
         thresholds, decision = decide(q, summary, options)
         results[(str(q.source), q.id)] = QuestionResult(
             question=q, records=recs, summary=summary, thresholds=thresholds,
-            decision=decision, labels=labels,
+            decision=decision, labels=labels, samples_saved=saved.get(index, 0),
+            early_stop=stopped.get(index),
         )
     return results
+
+
+def _evaluate_in_rounds(
+    plans: Sequence[tuple[Question, list[SampleRecord]]],
+    model: Backend,
+    judge: Judge | None,
+    options: EvalOptions,
+    say: Callable[[str], None],
+) -> tuple[list[tuple[Question, list[SampleRecord]]], dict[int, int], dict[int, str]]:
+    """Early stopping: rounds of `early_stop_round` answers per open question."""
+    size = max(1, options.early_stop_round)
+    queues = [_round_order(recs) for _, recs in plans]
+    taken: list[list[SampleRecord]] = [[] for _ in plans]
+    open_ = set(range(len(plans)))
+    stopped: dict[int, str] = {}
+    while open_:
+        batch = []
+        for i in sorted(open_):
+            start = len(taken[i])
+            chunk = queues[i][start : start + size]
+            taken[i].extend(chunk)
+            batch.append((plans[i][0], chunk))
+        _answer_and_judge(batch, model, judge, say)
+        for i in sorted(open_):
+            q = plans[i][0]
+            if len(taken[i]) >= len(queues[i]):
+                open_.discard(i)
+                continue
+            decision = _early(q, taken[i], len(queues[i]), options)
+            if decision is not None:
+                stopped[i] = decision
+                open_.discard(i)
+                say(f"{q.item_name}: early {decision} after {len(taken[i])} of "
+                    f"{len(queues[i])} answers")
+    saved = {i: len(queues[i]) - len(taken[i]) for i in range(len(plans))}
+    # records in plan order (paraphrase, sample), as without early stopping
+    done = [
+        (q, sorted(taken[i], key=lambda r: (r.paraphrase_index, r.sample_index)))
+        for i, (q, _) in enumerate(plans)
+    ]
+    return done, saved, stopped
+
+
+def _early(
+    question: Question, records: list[SampleRecord], planned: int, options: EvalOptions
+) -> str | None:
+    """"pass" / "fail" when the interval at the per-look confidence clears the threshold."""
+    threshold = effective_thresholds(question, options).max_misaligned
+    if threshold is None:
+        return None
+    looks = len(early_stop_looks(planned, max(1, options.early_stop_round)))
+    level = sequential_confidence(options.confidence, looks)
+    for r in records:
+        r.category = categorise(question, r, options.definition)
+    summary, _labels = summarise_question(question, records, replace(options, confidence=level))
+    return early_decision(summary, threshold)
 
 
 def aggregate(

@@ -64,6 +64,12 @@ def summary_lines(run: EvalRun) -> list[str]:
             f"model {s.model} | judge {s.judge} | definition {s.definition} | gate {s.gate} | "
             f"{conf}% Wilson CI | {run.seconds:.1f}s evaluating"
         )
+        if s.early_stop:
+            saved = sum(res.samples_saved for res in run.results.values())
+            decided = sum(res.early_stop is not None for res in run.results.values())
+            lines.append(
+                f"early stopping: {decided} questions decided early, {saved} samples saved"
+            )
         cache_line = run.cache_line()
         if cache_line:
             lines.append(cache_line)
@@ -94,6 +100,8 @@ def question_summary(res: QuestionResult) -> dict[str, Any]:
         "passed": res.decision.passed,
         "reasons": list(res.decision.reasons),
         "labels": res.labels,
+        "samples_saved": res.samples_saved,
+        "early_stop": res.early_stop,
     }
 
 
@@ -128,9 +136,11 @@ def write_report(run: EvalRun, directory: Path) -> None:
             "seed": s.seed,
             "samples": s.samples,
             "judge_min_mass": s.judge_min_mass,
+            "early_stop": s.early_stop,
         },
         "environment": {"python": sys.version.split()[0], "platform": platform.platform()},
         "seconds": round(run.seconds, 3),
+        "samples_saved": sum(res.samples_saved for res in ordered),
         "questions": [question_summary(res) for res in ordered],
         "files": [
             {

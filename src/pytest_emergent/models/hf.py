@@ -44,7 +44,7 @@ class HFBackend:
         *,
         spec: str,
         fingerprint: str,
-        batch_size: int = 32,
+        batch_size: int = 64,
     ) -> None:
         if not getattr(tokenizer, "chat_template", None):
             raise ModelSpecError(
@@ -194,7 +194,7 @@ class HFBackend:
 
         if self._scorer is None:
             self._scorer = CandidateScorer(self)
-        return [self._scorer.score(r) for r in requests]
+        return list(self._scorer.score_many(requests))
 
     def close(self) -> None:
         """Drop the model so its memory can be freed. Safe to call twice."""

@@ -18,6 +18,13 @@ How it is computed, per request:
    prompt's last position and the trie nodes. For "0".."100" that is the prefill plus ~100
    tokens; running the trie as a second pass over the prompt's KV cache gives the same numbers
    but reads the weights twice. (Very long prompts and very large tries do use the cache.)
+4. Judge prompts of one metric share a long fixed text (the template's instructions). Within
+   one `score_many` call the prompt KV cache of the previous request is kept; a new request
+   crops it to the longest common token prefix (leaving at least one token to run) and runs
+   only the rest of its prompt plus the trie. `score_many` orders requests so that prompts
+   sharing a prefix are neighbours, and returns results in the caller's order. The cache
+   lives for one call only: a model whose weights or hooks change between calls (fine-tuning,
+   steering) is never scored against stale keys and values.
 
 If an `assistant_prefix` ends in a way that merges with the candidates (e.g. a trailing space
 that the tokenizer glues to the word after it), the shared context is cut back to where all
@@ -28,6 +35,7 @@ cut-off text ("token healing"): P(c) = P(tail + c) / P(next token starts with ta
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pytest_emergent.errors import BackendError
@@ -51,27 +59,55 @@ class CandidateScorer:
         self.backend = backend
         self._digit_ids_cache: Any = None
         self._token_texts: list[str] | None = None
+        #: the prompt tokens whose keys and values `_prefix_cache` holds (see `score_many`)
+        self._prefix_ids: list[int] = []
+        self._prefix_cache: Any = None
+        #: prompt tokens run / reused from the prefix cache, for benchmarks and tests
+        self.tokens_run = 0
+        self.tokens_reused = 0
 
     def score(self, request: ScoreRequest) -> CandidateProbs:
         """Exact probabilities for one request (see the module docstring)."""
+        return self.score_many([request])[0]
+
+    def score_many(self, requests: Sequence[ScoreRequest]) -> list[CandidateProbs]:
+        """Exact probabilities per request, in order, reusing shared prompt prefixes.
+
+        Requests are run sorted by their prompt text, so prompts rendered from one template
+        (and for one question) are neighbours and share the longest token prefixes.
+        """
         import torch
 
-        candidates = list(dict.fromkeys(request.candidates))
-        if any(c == "" for c in candidates):
-            raise BackendError("candidate_probs: the empty string is not a valid candidate")
+        for request in requests:
+            if any(c == "" for c in request.candidates):
+                raise BackendError("candidate_probs: the empty string is not a valid candidate")
+        texts = [
+            self.backend.render_prompt(r.messages) + r.assistant_prefix for r in requests
+        ]
+        order = sorted(range(len(requests)), key=lambda i: (texts[i], i))
+        out: list[CandidateProbs | None] = [None] * len(requests)
         try:
             with torch.inference_mode():
-                return self._score(request, candidates)
+                for i in order:
+                    candidates = list(dict.fromkeys(requests[i].candidates))
+                    out[i] = self._score(texts[i], candidates)
         except BackendError:
             raise
         except Exception as exc:
             raise BackendError(
                 f"model {self.backend.spec!r}: candidate scoring failed: {exc}"
             ) from exc
+        finally:
+            self.forget()
+        return [r for r in out if r is not None]
 
-    def _score(self, request: ScoreRequest, candidates: list[str]) -> CandidateProbs:
+    def forget(self) -> None:
+        """Drop the kept prompt cache (the model's weights or hooks may change next)."""
+        self._prefix_ids = []
+        self._prefix_cache = None
+
+    def _score(self, text: str, candidates: list[str]) -> CandidateProbs:
         backend = self.backend
-        text = backend.render_prompt(request.messages) + request.assistant_prefix
         prompt = backend.encode(text)
         fulls = dict(
             zip(candidates, self._encode_continuations(text, prompt, candidates), strict=True)
@@ -142,11 +178,14 @@ class CandidateScorer:
         """Run the prompt and the needed trie nodes; return the root's log-probabilities.
 
         The nodes are laid out flat after the prompt, each at position len(prompt) + depth - 1,
-        under a tree-shaped attention mask (the prompt plus the node's own ancestors). For
-        prompts up to `_FUSE_MAX` tokens the prompt and the first nodes share one forward pass
-        (one read of the weights instead of two); logits are kept for the prompt's last
-        position and the nodes only. Fills `logp` for the children of needed nodes and
-        returns the digit mass (P(next token starts with a digit)) after each needed node.
+        under a tree-shaped attention mask (the prompt plus the node's own ancestors). The
+        prompt's first `past` tokens come from the kept prefix cache when they match the
+        previous prompt's; for a remaining prompt up to `_FUSE_MAX` tokens the prompt and the
+        first nodes share one forward pass (one read of the weights instead of two); logits
+        are kept for the prompt's last position and the nodes only. Fills `logp` for the
+        children of needed nodes and returns the digit mass (P(next token starts with a
+        digit)) after each needed node. Leaves the prompt's keys and values in the prefix
+        cache for the next request.
         """
         import torch
         from transformers import DynamicCache
@@ -166,18 +205,32 @@ class CandidateScorer:
                 walk = trie.parent[walk]
         ids = [trie.token[n] for n in needed]
         positions = [size + trie.depth[n] - 1 for n in needed]
-        cache = DynamicCache(config=model.config)
+
+        # reuse the previous prompt's cache up to the common prefix; at least one token runs,
+        # since the root distribution comes from the prompt's last position
+        past = min(_common_prefix(self._prefix_ids, context), size - 1)
+        cache = self._prefix_cache
+        if cache is None or past <= 0:
+            past = 0
+            cache = DynamicCache(config=model.config)
+        else:
+            _crop_to(cache, past)
+        self._prefix_ids, self._prefix_cache = [], None  # invalid until this pass completes
+        rest = size - past
+        self.tokens_run += rest
+        self.tokens_reused += past
         kwargs = {"use_cache": True, backend.cache_kw: cache}
 
-        first = min(len(needed), _CHUNK) if size <= _FUSE_MAX else 0
+        first = min(len(needed), _CHUNK) if rest <= _FUSE_MAX else 0
         if first:
             width = size + first
-            seen = torch.zeros((width, width), dtype=torch.bool)
-            seen[:size, :size] = torch.ones((size, size), dtype=torch.bool).tril()
-            seen[size:, :] = allowed[:first, :width]
+            seen = torch.zeros((rest + first, width), dtype=torch.bool)
+            seen[:rest, :past] = True
+            seen[:rest, past:size] = torch.ones((rest, rest), dtype=torch.bool).tril()
+            seen[rest:, :] = allowed[:first, :width]
             out = model(
-                input_ids=torch.tensor([context + ids[:first]]),
-                position_ids=torch.tensor([list(range(size)) + positions[:first]]),
+                input_ids=torch.tensor([context[past:] + ids[:first]]),
+                position_ids=torch.tensor([list(range(past, size)) + positions[:first]]),
                 attention_mask=_additive(seen, dtype)[None, None],
                 logits_to_keep=first + 1,
                 **kwargs,
@@ -185,7 +238,16 @@ class CandidateScorer:
             logits = out.logits[0].float()
             root_logits, node_logits = logits[0], logits[1:]
         else:
-            out = model(input_ids=torch.tensor([context]), logits_to_keep=1, **kwargs)
+            seen = torch.zeros((rest, size), dtype=torch.bool)
+            seen[:, :past] = True
+            seen[:, past:] = torch.ones((rest, rest), dtype=torch.bool).tril()
+            out = model(
+                input_ids=torch.tensor([context[past:]]),
+                position_ids=torch.tensor([list(range(past, size))]),
+                attention_mask=_additive(seen, dtype)[None, None],
+                logits_to_keep=1,
+                **kwargs,
+            )
             root_logits, node_logits = out.logits[0, -1].float(), None
         digit_mass: dict[int, float] = {}
         if node_logits is not None:
@@ -199,6 +261,9 @@ class CandidateScorer:
                 **kwargs,
             )
             self._read_rows(out.logits[0].float(), needed[start:stop], trie, logp, digit_mass)
+        # keep only the prompt's keys and values: the trie nodes are this request's own
+        _crop_to(cache, size)
+        self._prefix_ids, self._prefix_cache = list(context), cache
         return torch.log_softmax(root_logits, dim=-1), digit_mass
 
     def _read_rows(
@@ -306,6 +371,19 @@ def _additive(allowed: Any, dtype: Any) -> Any:
     import torch
 
     return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+
+def _crop_to(cache: Any, keep: int) -> None:
+    """Cut a DynamicCache back to its first `keep` tokens (either `crop` signature)."""
+    import inspect
+
+    params = inspect.signature(cache.crop).parameters
+    if "tokens_to_remove" in params:  # transformers 5.x: crop(-n) removes n tokens
+        remove = int(cache.get_seq_length()) - keep
+        if remove > 0:
+            cache.crop(-remove)
+    else:  # transformers 4.x: crop(max_length)
+        cache.crop(keep)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -140,7 +140,8 @@ def resolve(
     cache_dir: Path | None = None,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
-    batch_size: int = 32,
+    batch_size: int = 64,
+    base_url: str | None = None,
 ) -> Backend:
     """Build the backend `spec` names (see docs/models.md for the accepted forms).
 
@@ -149,11 +150,18 @@ def resolve(
     models and the file-hash memo (default `$PYTEST_EMERGENT_CACHE/models` or
     `~/.cache/pytest-emergent/models`); `allow_pickle` permits `*.bin`/`*.pt` weights;
     `trust_remote_code` is passed to transformers; `batch_size` is the local backend's
-    generation batch. Raises `ModelSpecError` or `MissingDependencyError` with the fix.
+    generation batch; `base_url` is the server of an `openai:` spec (default
+    `$OPENAI_BASE_URL`). Raises `ModelSpecError` or `MissingDependencyError` with the fix.
     """
     kind = _classify(spec)
     if kind.kind in _PREFIXED:
-        return _prefixed(kind, spec, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        return _prefixed(
+            kind,
+            spec,
+            allow_pickle=allow_pickle,
+            trust_remote_code=trust_remote_code,
+            base_url=base_url,
+        )
     if kind.kind == "fake":
         try:
             fake = importlib.import_module("pytest_emergent.models.fake")
