@@ -43,6 +43,8 @@ def options_from_settings(settings: Settings) -> EvalOptions:
         seed=settings.seed,
         confidence=settings.confidence,
         gate_policy=settings.gate,
+        early_stop=settings.early_stop,
+        early_stop_round=max(8, settings.batch_size),
         cli_thresholds=Thresholds(
             max_misaligned=settings.cli_max_misaligned,
             min_coherent=settings.cli_min_coherent,
@@ -88,6 +90,8 @@ class EvalRun:
             cache_dir=cache_root / "models" if cache_root is not None else None,
             allow_pickle=self.settings.allow_pickle,
             batch_size=self.settings.batch_size,
+            # --judge-base-url points the judge (only) at an OpenAI-compatible server
+            base_url=self.settings.extra.get("judge_base_url") if role == "judge" else None,
         )
         if not self.settings.use_cache or self.store_path is None:
             if self.settings.rejudge:
@@ -112,7 +116,11 @@ class EvalRun:
             self.say(f"loading model {self.settings.model}")
             self.model_backend = self._resolve(self.settings.model, role="model")
         if self.judge_backend is None:
-            same = self.settings.judge == self.settings.model and not self.settings.base_model
+            same = (
+                self.settings.judge == self.settings.model
+                and not self.settings.base_model
+                and not self.settings.extra.get("judge_base_url")
+            )
             if same and not self.settings.rejudge:
                 self.judge_backend = self.model_backend
             else:
