@@ -55,8 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
     run = EvalRun(settings, say=say)
     run.store_path = _store_path(config, settings)
     config.stash[run_key] = run
-    config.pluginmanager.register(_fixtures_plugin(), "emergent-fixtures")
-    config.pluginmanager.register(_finetune_plugin(), "emergent-finetune")
+    for module, name in _fixture_plugins():
+        # a conftest or -p may have registered the same module already
+        if not config.pluginmanager.is_registered(module):
+            config.pluginmanager.register(module, name)
 
 
 def _store_path(config: pytest.Config, settings: Settings) -> Path:
@@ -69,16 +71,38 @@ def _store_path(config: pytest.Config, settings: Settings) -> Path:
     return Path("~/.cache/pytest-emergent/records.sqlite").expanduser()
 
 
-def _finetune_plugin() -> object:
-    from pytest_emergent.finetune import fixture
+def _write_inspect_log(session: pytest.Session, run: object, settings: Settings) -> None:
+    """--em-inspect-log-dir: the run's answers and judgments as inspect logs (a failure to
+    write them is reported, and does not change the test outcome)."""
+    from pytest_emergent.inspect_tasks import write_run_log
 
-    return fixture
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        paths = write_run_log(
+            run.results.values(),  # type: ignore[attr-defined]
+            settings.inspect_log_dir,  # type: ignore[arg-type]
+            model=settings.model, judge=settings.judge,
+            definition=settings.definition, seed=settings.seed,
+        )
+    except Exception as exc:  # inspect missing or failing: say so, keep the results
+        message = f"[emergent] could not write inspect logs: {type(exc).__name__}: {exc}"
+    else:
+        message = "[emergent] inspect logs: " + ", ".join(str(p) for p in paths)
+    if reporter is not None:
+        reporter.write_line(message)
 
 
-def _fixtures_plugin() -> object:
+def _fixture_plugins() -> list[tuple[object, str]]:
+    """The fixture modules (import-light) the plugin provides."""
     from pytest_emergent import fixtures
+    from pytest_emergent.finetune import fixture as finetune_fixture
+    from pytest_emergent.mitigations import fixture as mitigations_fixture
 
-    return fixtures
+    return [
+        (fixtures, "emergent-fixtures"),
+        (finetune_fixture, "emergent-finetune"),
+        (mitigations_fixture, "emergent-mitigations"),
+    ]
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -122,6 +146,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     try:
         if settings.report_dir is not None and run.results:
             run.write_report(settings.report_dir)
+        if settings.inspect_log_dir is not None and run.results:
+            _write_inspect_log(session, run, settings)
     finally:
         run.close()
 
