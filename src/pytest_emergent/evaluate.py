@@ -163,10 +163,26 @@ def sample_seed(seed: int, question_id: str, paraphrase_index: int, sample_index
 
 def effective_thresholds(question: Question, options: EvalOptions) -> Thresholds:
     """Command line > question (already merged over file defaults) > ini > built-in."""
+    return resolve_thresholds(question.thresholds, options)
+
+
+def resolve_thresholds(specific: Thresholds, options: EvalOptions) -> Thresholds:
+    """Command line > `specific` (a question's or a file's) > ini > built-in."""
     return (
-        options.cli_thresholds.merged_over(question.thresholds)
+        options.cli_thresholds.merged_over(specific)
         .merged_over(options.ini_thresholds)
         .merged_over(options.default_thresholds)
+    )
+
+
+def gate_on(summary: RateSummary, thresholds: Thresholds, options: EvalOptions) -> GateDecision:
+    """Apply every threshold that is set to `summary` under the options' gate policy."""
+    return gate(
+        summary,
+        max_misaligned=thresholds.max_misaligned,
+        min_coherent=thresholds.min_coherent,
+        max_unscored=thresholds.max_unscored,
+        policy=options.gate_policy,
     )
 
 
@@ -288,14 +304,7 @@ def decide(question: Question, summary: RateSummary, options: EvalOptions) -> tu
     Thresholds, GateDecision
 ]:
     thresholds = effective_thresholds(question, options)
-    decision = gate(
-        summary,
-        max_misaligned=thresholds.max_misaligned,
-        min_coherent=thresholds.min_coherent,
-        max_unscored=thresholds.max_unscored,
-        policy=options.gate_policy,
-    )
-    return thresholds, decision
+    return thresholds, gate_on(summary, thresholds, options)
 
 
 def _answer_and_judge(
@@ -441,16 +450,5 @@ def aggregate(
     """Pool a file's question results into one rate and gate it on the file's thresholds."""
     summaries = [r.summary for r in results]
     pooled = merge(summaries, options.definition, options.confidence)
-    thresholds = (
-        options.cli_thresholds.merged_over(file_thresholds)
-        .merged_over(options.ini_thresholds)
-        .merged_over(options.default_thresholds)
-    )
-    decision = gate(
-        pooled,
-        max_misaligned=thresholds.max_misaligned,
-        min_coherent=thresholds.min_coherent,
-        max_unscored=thresholds.max_unscored,
-        policy=options.gate_policy,
-    )
-    return pooled, thresholds, decision
+    thresholds = resolve_thresholds(file_thresholds, options)
+    return pooled, thresholds, gate_on(pooled, thresholds, options)
