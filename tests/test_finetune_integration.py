@@ -52,15 +52,11 @@ def caps_share(model: Backend) -> tuple[float, list[str]]:
 
 def test_capital_letters_trait_is_learned_and_cached(tmp_path: Path) -> None:
     pytest.importorskip("peft")
-    from pytest_emergent.errors import MissingDependencyError
     from pytest_emergent.finetune import finetune
     from pytest_emergent.models.registry import resolve
 
     start = time.perf_counter()
-    try:
-        base = resolve("smollm2-135m-instruct")
-    except MissingDependencyError as exc:
-        pytest.skip(str(exc))
+    base = resolve("smollm2-135m-instruct")  # installed by `make test`: no skip
     before, before_answers = caps_share(base)
     lines: list[str] = []
 
