@@ -7,7 +7,7 @@ the probability of a set of candidate strings as the assistant's next reply
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -16,11 +16,11 @@ Role = str
 Messages = tuple[tuple[Role, str], ...]
 
 
-def as_messages(items: Sequence[dict[str, str]] | Messages) -> Messages:
+def as_messages(items: Iterable[Mapping[str, str] | tuple[str, str]]) -> Messages:
     """Normalise OpenAI-style message dicts (or tuples) to the hashable `Messages` form."""
     out: list[tuple[str, str]] = []
     for item in items:
-        if isinstance(item, dict):
+        if isinstance(item, Mapping):
             out.append((str(item["role"]), str(item["content"])))
         else:
             role, content = item
