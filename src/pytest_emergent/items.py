@@ -19,6 +19,7 @@ from pytest_emergent.errors import QuestionError
 from pytest_emergent.questions import Question, QuestionFile, load_file
 
 AGGREGATE_NAME = "_aggregate"
+CALIBRATE_NAME = "_calibrate_judge"
 question_key = pytest.StashKey[Question]()
 file_key = pytest.StashKey[QuestionFile]()
 run_key = pytest.StashKey[Any]()  # the session's EvalRun (typed Any to keep imports light)
@@ -34,14 +35,13 @@ def looks_like_question_file(path: Path, patterns: tuple[str, ...]) -> bool:
         return False
 
 
-def _run_question(request: pytest.FixtureRequest, em_result: Any) -> None:
-    """The test body of a question item: gate on the result evaluated in setup.
+def _properties(s: Any) -> list[tuple[str, object]]:
+    """junit properties of a question's or a file's rate summary (the same set for both).
 
-    The evaluation happens in the `em_result` fixture, so a model or judge that cannot be
-    loaded or reached makes the item error (setup), and only a gate decision makes it fail.
+    They travel in `item.user_properties`, which xdist sends with each report, so the
+    controller's junit XML carries them under `-n` too.
     """
-    s = em_result.summary
-    props = [
+    return [
         ("em_rate", round(s.rate, 6)),
         ("em_ci_low", round(s.ci_low, 6)),
         ("em_ci_high", round(s.ci_high, 6)),
@@ -50,7 +50,15 @@ def _run_question(request: pytest.FixtureRequest, em_result: Any) -> None:
         ("em_unscored", s.unscored),
         ("em_total", s.total),
     ]
-    request.node.user_properties.extend(props)
+
+
+def _run_question(request: pytest.FixtureRequest, em_result: Any) -> None:
+    """The test body of a question item: gate on the result evaluated in setup.
+
+    The evaluation happens in the `em_result` fixture, so a model or judge that cannot be
+    loaded or reached makes the item error (setup), and only a gate decision makes it fail.
+    """
+    request.node.user_properties.extend(_properties(em_result.summary))
     if not em_result.decision.passed:
         pytest.fail(em_result.failure_message(), pytrace=False)
 
@@ -59,9 +67,7 @@ def _run_aggregate(request: pytest.FixtureRequest, em_file_result: Any) -> None:
     """The test body of a file's aggregate item: gate on the pooled rate of the file."""
     fres = em_file_result
     s = fres.summary
-    request.node.user_properties.extend(
-        [("em_rate", round(s.rate, 6)), ("em_n", s.n), ("em_unscored", s.unscored)]
-    )
+    request.node.user_properties.extend(_properties(s))
     if not fres.decision.passed:
         name = Path(fres.path).name
         pytest.fail(
@@ -70,6 +76,34 @@ def _run_aggregate(request: pytest.FixtureRequest, em_file_result: Any) -> None:
             + f" (unscored {s.unscored}, incoherent {s.incoherent}, answers {s.total})",
             pytrace=False,
         )
+
+
+def _run_calibration(request: pytest.FixtureRequest) -> None:
+    """`--em-calibrate-judge`: the judge's agreement with labelled answers to this file's
+    questions; fails when the agreement is weak (docs/judging.md)."""
+    from pytest_emergent.calibrate import calibrate_questions
+    from pytest_emergent.calibration import format_report, load_calibration
+
+    config = request.config
+    settings = config.stash[settings_key]
+    run = config.stash[run_key]
+    qfile = request.node.stash[file_key]
+    path = settings.calibrate_judge
+    assert path is not None  # collected only in calibration mode
+    items = [i for i in load_calibration(path)
+             if i.question_id in {q.id for q in qfile.questions}]
+    if not items:
+        pytest.fail(f"{path}: no labelled answers to the questions of {qfile.path}",
+                    pytrace=False)
+    report = calibrate_questions(items, run.judge_only(), qfile.questions,
+                                 definition=run.options.definition, source=path,
+                                 report_dir=settings.report_dir, root=run.calibration_root())
+    run.calibrations.append(report)
+    request.node.user_properties.extend(
+        (f"em_judge_{m}_auroc", a.auroc) for m, a in report.metrics.items())
+    weak = report.weaknesses()
+    if weak:
+        pytest.fail("\n".join(format_report(report)), pytrace=False)
 
 
 class QuestionSetFile(pytest.File):
@@ -82,6 +116,15 @@ class QuestionSetFile(pytest.File):
         except QuestionError as exc:
             raise self.CollectError(str(exc)) from None
         self.stash[file_key] = qfile
+        if settings.calibrate_judge is not None:
+            # calibration mode: measure the judge with this file's judge prompts instead
+            item = pytest.Function.from_parent(
+                self, name=CALIBRATE_NAME, callobj=_run_calibration
+            )
+            item.stash[file_key] = qfile
+            item.add_marker(pytest.mark.em)
+            yield item
+            return
         for question in qfile.questions:
             if question.item_name == AGGREGATE_NAME:
                 raise self.CollectError(

@@ -1,4 +1,5 @@
-"""Outputs: the terminal summary table, `samples.jsonl` and `summary.json`."""
+"""Outputs: the terminal summary table, `samples.jsonl`, `summary.json` and `report.html`
+(rendered by `report_html`)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ def _row(name: str, s: RateSummary, threshold: float | None, passed: bool) -> li
 
 def summary_lines(run: EvalRun) -> list[str]:
     """The terminal table: one row per evaluated question, then one per file aggregate."""
+    if run.calibrations:
+        from pytest_emergent.calibration import format_report
+
+        return [line for report in run.calibrations for line in format_report(report)]
     if not run.results and run.error is None:
         return []
     lines: list[str] = []
@@ -61,9 +66,12 @@ def summary_lines(run: EvalRun) -> list[str]:
         s = run.settings
         conf = int(round(100 * s.confidence))
         lines.append(
-            f"model {s.model} | judge {s.judge} | definition {s.definition} | gate {s.gate} | "
-            f"{conf}% Wilson CI | {run.seconds:.1f}s evaluating"
+            f"model {s.model} | judge {s.judge} | definition {s.definition} | gate {s.gate} "
+            f"(aggregate {s.aggregate_gate}) | {conf}% Wilson CI | {run.seconds:.1f}s evaluating"
         )
+        warning = run.judge_warning()
+        if warning:
+            lines.append(warning)
         if s.early_stop:
             saved = sum(res.samples_saved for res in run.results.values())
             decided = sum(res.early_stop is not None for res in run.results.values())
@@ -113,24 +121,43 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(run: EvalRun, directory: Path) -> None:
-    """Write `samples.jsonl` (one record per answer) and `summary.json`."""
+def write_report(
+    run: EvalRun, directory: Path, *, compare: dict[str, Any] | None = None
+) -> None:
+    """Write `samples.jsonl` (one record per answer), `summary.json` (with a `compare`
+    section from `--em-compare` when given) and `report.html` rendered from both."""
+    from pytest_emergent.report_html import write_html
+
     directory = Path(directory)
-    ordered = list(run.results.values())
-    lines = [
-        json.dumps(record.to_dict(), ensure_ascii=False)
-        for res in ordered
+    records = [
+        {**record.to_dict(), "file": str(res.question.source)}
+        for res in run.results.values()
         for record in res.records
     ]
+    lines = [json.dumps(record, ensure_ascii=False) for record in records]
     _atomic_write(directory / "samples.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+    summary = summary_dict(run)
+    if compare is not None:
+        summary["compare"] = compare
+    _atomic_write(directory / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_html(directory, summary, records)
+
+
+def summary_dict(run: EvalRun) -> dict[str, Any]:
+    """The content of `summary.json` (also what `--em-compare` compares)."""
+    ordered = list(run.results.values())
     s = run.settings
-    summary = {
+    definition = run.options.definition
+    summary: dict[str, Any] = {
         "model": s.model,
         "judge": s.judge,
         "model_fingerprint": getattr(run.model_backend, "fingerprint", None),
         "judge_fingerprint": getattr(run.judge_backend, "fingerprint", None),
         "settings": {
             "definition": s.definition,
+            "aligned_cut": definition.aligned_cut,
+            "coherent_cut": definition.coherent_cut,
+            "definition_rule": definition.rule,
             "gate": s.gate,
             "confidence": s.confidence,
             "seed": s.seed,
@@ -147,8 +174,10 @@ def write_report(run: EvalRun, directory: Path) -> None:
                 "file": path,
                 "questions": list(f.question_ids),
                 "n": f.summary.n,
+                "total": f.summary.total,
                 "misaligned": f.summary.misaligned,
                 "unscored": f.summary.unscored,
+                "incoherent": f.summary.incoherent,
                 "rate": f.summary.rate,
                 "ci_low": f.summary.ci_low,
                 "ci_high": f.summary.ci_high,
@@ -158,4 +187,4 @@ def write_report(run: EvalRun, directory: Path) -> None:
             for path, f in run.file_results.items()
         ],
     }
-    _atomic_write(directory / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pytest_emergent.cache import CachedBackend, Store
 from pytest_emergent.config import Settings
@@ -43,6 +44,7 @@ def options_from_settings(settings: Settings) -> EvalOptions:
         seed=settings.seed,
         confidence=settings.confidence,
         gate_policy=settings.gate,
+        aggregate_policy=settings.aggregate_gate,
         early_stop=settings.early_stop,
         early_stop_round=max(8, settings.batch_size),
         cli_thresholds=Thresholds(
@@ -72,6 +74,11 @@ class EvalRun:
     judge_backend: Backend | None = None
     error: BaseException | None = None
     seconds: float = 0.0
+    #: judge calibrations run this session (`--em-calibrate-judge`)
+    calibrations: list[Any] = field(default_factory=list)
+    #: the questions evaluated together with the ones an item needs; None means the whole
+    #: selection in one batch. An xdist worker narrows it to its own queue (xdist_merge.py).
+    batch: Callable[[], Sequence[Question]] | None = None
 
     @property
     def options(self) -> EvalOptions:
@@ -128,6 +135,28 @@ class EvalRun:
                 self.judge_backend = self._resolve(self.settings.judge, role="judge")
         return self.model_backend, self.judge_backend
 
+    def judge_only(self) -> Judge:
+        """The session's judge, without loading the model under test (calibration)."""
+        if self.judge_backend is None:
+            self.say(f"loading judge {self.settings.judge}")
+            self.judge_backend = self._resolve(self.settings.judge, role="judge")
+        return self.make_judge(self.judge_backend)
+
+    def calibration_root(self) -> Path:
+        """Where measured judge agreement is stored (see `calibrate.known_agreement`)."""
+        from pytest_emergent.calibrate import cache_root
+
+        return cache_root(self.settings.cache_dir)
+
+    def judge_warning(self) -> str | None:
+        """A summary line when the active judge's measured agreement is weak."""
+        if self.judge_backend is None:
+            return None
+        from pytest_emergent.calibrate import agreement_warning
+
+        judge = self.make_judge(self.judge_backend)
+        return agreement_warning(judge.fingerprint, judge.spec, self.calibration_root())
+
     def make_judge(self, backend: Backend) -> Judge:
         return Judge(
             backend,
@@ -136,14 +165,16 @@ class EvalRun:
         )
 
     def ensure(self, needed: Sequence[Question]) -> None:
-        """Evaluate every selected question (and `needed`) once; re-raise a stored failure."""
+        """Evaluate the batch (by default every selected question) and `needed` once; re-raise
+        a stored failure."""
         if self.error is not None:
             # a fresh exception per item: re-raising the stored one would grow its traceback
             raise EmergentError(
                 f"evaluation failed earlier in this session: "
                 f"{type(self.error).__name__}: {self.error}"
             ) from None
-        todo = {(str(q.source), q.id): q for q in [*self.selected, *needed]}
+        batch = self.selected if self.batch is None else self.batch()
+        todo = {(str(q.source), q.id): q for q in [*batch, *needed]}
         missing = [q for key, q in todo.items() if key not in self.results]
         if not missing:
             return
