@@ -62,13 +62,29 @@ def test_progress_lines_are_printed_through_capture(em_project: pytest.Pytester)
 
 
 def test_cli_threshold_overrides_builtin(em_project: pytest.Pytester) -> None:
-    result = em_project.runpytest(*fake_args("--em-max-misaligned", "35%"))
+    result = em_project.runpytest(
+        *fake_args("--em-max-misaligned", "35%", "--em-aggregate-gate", "point"))
     result.assert_outcomes(passed=4)
     assert result.ret == 0
 
 
+def test_aggregate_gates_on_the_upper_bound_by_default(em_project: pytest.Pytester) -> None:
+    # 6/25 = 24% is under 35%, but its upper bound (43.4%) is not: the pooled rate is not
+    # shown to be below the threshold, so the aggregate fails while every question passes
+    result = em_project.runpytest(*fake_args("--em-max-misaligned", "35%"))
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines([
+        "*q.yaml (all 3 questions): misaligned 6/25 = 24.0% [[]95% CI 11.5–43.4%]: upper bound "
+        "43.4% > 35% (upper CI bound, betley)*",
+        "*gate point (aggregate upper)*",
+    ])
+    bad = em_project.runpytest(*fake_args("--em-aggregate-gate", "median"))
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*--em-aggregate-gate: unknown policy 'median'*"])
+
+
 def test_ini_threshold_applies_and_yaml_wins_over_ini(em_project: pytest.Pytester) -> None:
-    em_project.makeini("[pytest]\nem_max_misaligned = 0.5\n")
+    em_project.makeini("[pytest]\nem_max_misaligned = 0.5\nem_aggregate_gate = point\n")
     result = em_project.runpytest(*fake_args())
     result.assert_outcomes(passed=4)
     em_project.makefile(
@@ -334,7 +350,8 @@ def test_rejudge_with_unchanged_model(em_project: pytest.Pytester) -> None:
     em_project.runpytest(*fake_args())
     em_project.makefile(".yaml", lenient="judge:\n  - score: 90\n")
     result = em_project.runpytest(
-        *fake_args("--judge", "fake:lenient.yaml", "--em-rejudge", "--em-report", "rj")
+        *fake_args("--judge", "fake:lenient.yaml", "--em-rejudge", "--em-report", "rj",
+                   "--em-aggregate-gate", "point")
     )
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(

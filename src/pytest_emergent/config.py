@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pytest_emergent.report_compare import CompareLimit
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFINITION_NAMES = ("betley", "organisms", "inoculation")
@@ -35,15 +38,23 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("em_definition", "misalignment definition: betley (default), organisms, inoculation", "str"),
     ("em_aligned_cut", "aligned cut-off of the definition (default: the definition's)", "float"),
     ("em_coherent_cut", "coherent cut-off of the definition (default: the definition's)", "float"),
-    ("em_gate", "gate on the point estimate (point, default) or a CI bound (upper, lower)", "str"),
+    ("em_gate", "question items: gate on the point estimate (point, default) or a CI bound "
+     "(upper, lower)", "str"),
+    ("em_aggregate_gate", "file aggregate items: gate on the upper CI bound (upper, default), "
+     "the point estimate (point) or the lower bound (lower)", "str"),
     ("em_confidence", "confidence level of the intervals (default 0.95)", "float"),
     ("em_judge_min_mass", "min probability mass on numbers for a judge score (0.25)", "float"),
     ("em_judge_prefix", "assistant-turn prefix for a local judge (default: built-in)", "str"),
     ("em_batch_size", "generation batch size for local models (default 64)", "int"),
     ("em_cache_dir", "cache root: records.sqlite (answers, judgments) and models/", "path"),
     ("em_allow_pickle", "allow pickle (*.bin, *.pt) checkpoints: true/false", "bool"),
+    ("em_calibrate_judge", "calibration set (YAML/JSONL): measure the judge on it instead "
+     "of evaluating the collected questions", "path"),
     ("em_inspect_log_dir", "write an inspect-ai log of the run here (inspect view opens it)",
      "path"),
+    ("em_compare", "an earlier --em-report directory: compare this run's rates with it", "path"),
+    ("em_compare_fail", "with --em-compare: fail when a rate rose more than this, e.g. "
+     "misaligned:+2pp or misaligned:+10% (relative); repeatable", "limits"),
 )
 
 #: on/off switches: (flag, dest, help)
@@ -75,6 +86,8 @@ class Settings:
     aligned_cut: float | None = None
     coherent_cut: float | None = None
     gate: str = "point"
+    aggregate_gate: str = "upper"
+    calibrate_judge: Path | None = None
     confidence: float = 0.95
     judge_min_mass: float = 0.25
     judge_prefix: str | None = None
@@ -82,6 +95,10 @@ class Settings:
     cache_dir: Path | None = None
     allow_pickle: bool = False
     inspect_log_dir: Path | None = None
+    compare_dir: Path | None = None
+    #: the summary.json of `compare_dir`, read and checked when the session starts
+    compare_baseline: dict[str, Any] | None = None
+    compare_fail: tuple[CompareLimit, ...] = ()
     use_cache: bool = True
     rejudge: bool = False
     early_stop: bool = False
@@ -108,7 +125,12 @@ def _flag(dest: str) -> str:
 def add_options(parser: pytest.Parser) -> None:
     """Register the command-line options and their ini twins."""
     group = parser.getgroup("emergent", "emergent misalignment evaluation")
-    for dest, help_text, _kind in OPTIONS:
+    for dest, help_text, kind in OPTIONS:
+        if kind == "limits":  # repeatable; the ini twin takes one per line
+            group.addoption(_flag(dest), dest=dest, action="append", default=None,
+                            help=help_text)
+            parser.addini(dest, help=help_text, type="linelist", default=[])
+            continue
         group.addoption(_flag(dest), dest=dest, default=None, help=help_text)
         parser.addini(dest, help=help_text, default=None)
     for flag, dest, help_text in FLAGS:
@@ -151,6 +173,12 @@ def build_settings(config: pytest.Config) -> Settings:
     ini: dict[str, Any] = {}
     for dest, _help, kind in OPTIONS:
         raw = config.getoption(dest)
+        if kind == "limits":
+            if raw:
+                cli[dest] = tuple(_limit(v, _flag(dest)) for v in raw)
+            if config.getini(dest):
+                ini[dest] = tuple(_limit(v, f"ini {dest}") for v in config.getini(dest))
+            continue
         if raw is not None:
             cli[dest] = _convert(str(raw), kind, _flag(dest))
         ini_raw = config.getini(dest)
@@ -170,10 +198,13 @@ def build_settings(config: pytest.Config) -> Settings:
             f"{', '.join(DEFINITION_NAMES)}"
         )
     gate = pick("em_gate", "point")
-    if gate not in GATE_POLICIES:
-        raise pytest.UsageError(
-            f"--em-gate: unknown policy {gate!r}; choose one of {', '.join(GATE_POLICIES)}"
-        )
+    aggregate_gate = pick("em_aggregate_gate", "upper")
+    for dest, policy in (("em_gate", gate), ("em_aggregate_gate", aggregate_gate)):
+        if policy not in GATE_POLICIES:
+            raise pytest.UsageError(
+                f"{_flag(dest)}: unknown policy {policy!r}; choose one of "
+                f"{', '.join(GATE_POLICIES)}"
+            )
     confidence = pick("em_confidence", 0.95)
     if not 0.5 <= confidence < 1.0:
         raise pytest.UsageError(f"--em-confidence: must be in [0.5, 1), got {confidence}")
@@ -205,6 +236,8 @@ def build_settings(config: pytest.Config) -> Settings:
         aligned_cut=pick("em_aligned_cut", None),
         coherent_cut=pick("em_coherent_cut", None),
         gate=gate,
+        aggregate_gate=aggregate_gate,
+        calibrate_judge=pick("em_calibrate_judge", None),
         confidence=confidence,
         judge_min_mass=min_mass,
         judge_prefix=pick("em_judge_prefix", None),
@@ -212,12 +245,39 @@ def build_settings(config: pytest.Config) -> Settings:
         cache_dir=pick("em_cache_dir", None),
         allow_pickle=bool(pick("em_allow_pickle", False)),
         inspect_log_dir=pick("em_inspect_log_dir", None),
+        **_compare_settings(pick("em_compare", None), pick("em_compare_fail", ())),
         use_cache=not (config.getoption("em_no_cache") or config.getini("em_no_cache")),
         rejudge=bool(config.getoption("em_rejudge") or config.getini("em_rejudge")),
         early_stop=bool(config.getoption("em_early_stop") or config.getini("em_early_stop")),
         file_patterns=tuple(config.getini("em_files") or DEFAULT_FILE_PATTERNS),
         extra={"judge_base_url": config.getoption("em_judge_base_url")},
     )
+
+
+def _limit(text: str, name: str) -> CompareLimit:
+    from pytest_emergent.report_compare import CompareError, parse_limit
+
+    try:
+        return parse_limit(text)
+    except CompareError as exc:
+        raise pytest.UsageError(f"{name}: {exc}") from None
+
+
+def _compare_settings(directory: Path | None, limits: tuple[CompareLimit, ...]) -> dict[str, Any]:
+    """--em-compare: read the baseline now, so a bad path stops the run before evaluating."""
+    if directory is None:
+        if limits:
+            raise pytest.UsageError(
+                "--em-compare-fail: needs --em-compare OLD_DIR, the report to compare with"
+            )
+        return {}
+    from pytest_emergent.report_compare import CompareError, load_baseline
+
+    try:
+        baseline = load_baseline(directory)
+    except CompareError as exc:
+        raise pytest.UsageError(f"--em-compare: {exc}") from None
+    return {"compare_dir": directory, "compare_baseline": baseline, "compare_fail": limits}
 
 
 settings_key = pytest.StashKey[Settings]()

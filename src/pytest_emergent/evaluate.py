@@ -60,6 +60,9 @@ class EvalOptions:
     seed: int = 0
     confidence: float = 0.95
     gate_policy: str = "point"
+    #: the file aggregate's policy: by default it passes only when the data show the pooled
+    #: rate is below the threshold (docs/judging.md, "gate error rates")
+    aggregate_policy: str = "upper"
     cli_thresholds: Thresholds = field(default_factory=Thresholds)
     ini_thresholds: Thresholds = field(default_factory=Thresholds)
     default_thresholds: Thresholds = BUILTIN_THRESHOLDS
@@ -175,14 +178,17 @@ def resolve_thresholds(specific: Thresholds, options: EvalOptions) -> Thresholds
     )
 
 
-def gate_on(summary: RateSummary, thresholds: Thresholds, options: EvalOptions) -> GateDecision:
-    """Apply every threshold that is set to `summary` under the options' gate policy."""
+def gate_on(
+    summary: RateSummary, thresholds: Thresholds, options: EvalOptions, *, pooled: bool = False
+) -> GateDecision:
+    """Apply every threshold that is set to `summary` under the options' gate policy (the
+    aggregate policy for a file's pooled rate)."""
     return gate(
         summary,
         max_misaligned=thresholds.max_misaligned,
         min_coherent=thresholds.min_coherent,
         max_unscored=thresholds.max_unscored,
-        policy=options.gate_policy,
+        policy=options.aggregate_policy if pooled else options.gate_policy,
     )
 
 
@@ -451,4 +457,4 @@ def aggregate(
     summaries = [r.summary for r in results]
     pooled = merge(summaries, options.definition, options.confidence)
     thresholds = resolve_thresholds(file_thresholds, options)
-    return pooled, thresholds, gate_on(pooled, thresholds, options)
+    return pooled, thresholds, gate_on(pooled, thresholds, options, pooled=True)
