@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +27,8 @@ from pytest_emergent.errors import BackendError
 from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
 
 SCHEMA_VERSION = 1
+#: seconds a process waits for another one holding the database
+BUSY_TIMEOUT = 30.0
 
 
 def _digest(*parts: Any) -> str:
@@ -49,14 +53,35 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS entries ("
-            "key TEXT PRIMARY KEY, kind TEXT NOT NULL, value TEXT NOT NULL, checksum TEXT NOT NULL)"
-        )
-        self._db.commit()
+        # the 30 s busy timeout covers reads and writes of concurrent processes (xdist workers)
+        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT, check_same_thread=False)
+        self._init_schema()
         self.corrupted = 0  # rows found damaged and dropped this session
+
+    def _init_schema(self) -> None:
+        """WAL mode and the table, retried while another process holds the database.
+
+        Switching to WAL while another connection opens the same file fails at once with
+        "database is locked" (SQLite calls no busy handler there), which happens when
+        several xdist workers open a fresh cache together.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        delay = 0.01
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(
+                    "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, kind TEXT NOT "
+                    "NULL, value TEXT NOT NULL, checksum TEXT NOT NULL)"
+                )
+                self._db.commit()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                self._db.rollback()
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
 
     @staticmethod
     def _checksum(key: str, value: str) -> str:
