@@ -55,6 +55,11 @@ def pytest_configure(config: pytest.Config) -> None:
     run = EvalRun(settings, say=say)
     run.store_path = _store_path(config, settings)
     config.stash[run_key] = run
+    if config.pluginmanager.hasplugin("xdist"):
+        # -n: workers evaluate their own items, the controller merges and reports
+        from pytest_emergent.xdist_merge import register
+
+        register(config, run)
     for module, name in _fixture_plugins():
         # a conftest or -p may have registered the same module already
         if not config.pluginmanager.is_registered(module):
@@ -143,10 +148,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if run is None:
         return
     settings = session.config.stash[settings_key]
+    # an xdist worker hands its results to the controller, which writes the one report
+    report = not hasattr(session.config, "workerinput")
     try:
-        if settings.report_dir is not None and run.results:
+        if report and settings.report_dir is not None and run.results:
             run.write_report(settings.report_dir)
-        if settings.inspect_log_dir is not None and run.results:
+        if report and settings.inspect_log_dir is not None and run.results:
             _write_inspect_log(session, run, settings)
     finally:
         run.close()
