@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,6 +142,29 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_sep("=", "emergent misalignment summary")
         for line in lines:
             terminalreporter.write_line(line)
+    comparison = terminalreporter.config.stash.get(_compare_key, None)
+    if comparison is not None:
+        terminalreporter.write_sep("=", "emergent comparison with an earlier run")
+        for line in comparison.lines():
+            terminalreporter.write_line(line)
+
+
+def _compare(session: pytest.Session, run: Any, settings: Settings) -> Any:
+    """--em-compare: compare with the baseline (kept for the terminal summary); a rate that
+    rose beyond an --em-compare-fail limit fails the session (exit code 1)."""
+    if settings.compare_baseline is None or not run.results:
+        return None
+    from pytest_emergent.report import summary_dict
+    from pytest_emergent.report_compare import compare_summaries
+
+    comparison = compare_summaries(
+        settings.compare_baseline, summary_dict(run), settings.compare_fail,
+        confidence=settings.confidence, baseline=str(settings.compare_dir),
+    )
+    session.config.stash[_compare_key] = comparison
+    if comparison.regressions and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return comparison
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -151,12 +175,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # an xdist worker hands its results to the controller, which writes the one report
     report = not hasattr(session.config, "workerinput")
     try:
+        comparison = _compare(session, run, settings) if report else None
         if report and settings.report_dir is not None and run.results:
-            run.write_report(settings.report_dir)
+            from pytest_emergent.report import write_report
+
+            write_report(run, settings.report_dir,
+                         compare=comparison.to_dict() if comparison is not None else None)
         if report and settings.inspect_log_dir is not None and run.results:
             _write_inspect_log(session, run, settings)
     finally:
         run.close()
 
+
+_compare_key = pytest.StashKey[Any]()  # the session's report_compare.Comparison
 
 __all__ = ["file_key", "question_key"]

@@ -205,7 +205,8 @@ class Comparison:
             out.append("in the baseline only: " + ", ".join(self.only_old))
         limits = ", ".join(lim.text for lim in self.limits)
         if self.regressions:
-            out.append(f"{len(self.regressions)} rate(s) rose beyond --em-compare-fail {limits}:")
+            out.append(f"FAILED (exit code 1): {len(self.regressions)} rate(s) rose beyond "
+                       f"--em-compare-fail {limits}:")
             out.extend("  " + c.message() for c in self.regressions)
         elif self.limits:
             out.append(f"no rate rose beyond --em-compare-fail {limits}")
