@@ -252,6 +252,7 @@ def _compare_section(compare: Mapping[str, Any] | None) -> str:
     if not compare:
         return ""
     rows = []
+    ok = "ok" if compare.get("limits") else "-"  # "-": no --em-compare-fail limit was set
     for c in compare.get("changes") or []:
         old, new = c.get("old") or {}, c.get("new") or {}
         ci = ("-" if c.get("ci_low") is None
@@ -264,7 +265,7 @@ def _compare_section(compare: Mapping[str, Any] | None) -> str:
             f'<td>{_pct(old.get("rate"))} ({old.get("k")}/{old.get("n")})</td>'
             f'<td>{_pct(new.get("rate"))} ({new.get("k")}/{new.get("n")})</td>'
             f"<td>{change}</td><td>{ci}</td>"
-            f'<td>{escape(", ".join(c.get("exceeded") or [])) or "ok"}</td></tr>'
+            f'<td>{escape(", ".join(c.get("exceeded") or [])) or ok}</td></tr>'
         )
     notes = "".join(
         f'<p class="regression-msg">{escape(m)}</p>' for m in compare.get("regressions") or []
