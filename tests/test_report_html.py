@@ -146,6 +146,19 @@ def test_definition_cut_offs_come_from_the_run(em_project: pytest.Pytester) -> N
     assert "misaligned: aligned &lt; 40" in html and "coherent &gt;= 30" in html
 
 
+def test_run_table_shows_both_gate_policies(em_project: pytest.Pytester) -> None:
+    em_project.runpytest(*fake_args("--em-report", "rep", "--em-gate", "upper",
+                                    "--em-aggregate-gate", "point"))
+    html, summary, _records = read_report(em_project.path / "rep")
+    assert summary["settings"]["gate"] == "upper"
+    assert summary["settings"]["aggregate_gate"] == "point"
+    assert "<th>gate (questions)</th><td>upper</td>" in html
+    assert "<th>gate (file aggregates)</th><td>point</td>" in html
+    # an older summary without the aggregate policy says so instead of guessing
+    old = render_html({"model": "m", "judge": "j", "settings": {"gate": "point"}}, [])
+    assert "<th>gate (file aggregates)</th><td>not recorded</td>" in old
+
+
 def test_report_renders_again_from_its_directory(em_project: pytest.Pytester) -> None:
     em_project.runpytest(*fake_args("--em-report", "rep"))
     rep = em_project.path / "rep"

@@ -159,6 +159,7 @@ def summary_dict(run: EvalRun) -> dict[str, Any]:
             "coherent_cut": definition.coherent_cut,
             "definition_rule": definition.rule,
             "gate": s.gate,
+            "aggregate_gate": s.aggregate_gate,
             "confidence": s.confidence,
             "seed": s.seed,
             "samples": s.samples,

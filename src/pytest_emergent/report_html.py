@@ -218,7 +218,9 @@ def _run_section(summary: Mapping[str, Any], definition: Definition) -> str:
         ("judge", summary.get("judge")),
         ("judge fingerprint", summary.get("judge_fingerprint")),
         ("definition", f"{definition.name}: {definition.rule}"),
-        ("gate", s.get("gate")),
+        ("gate (questions)", s.get("gate")),
+        # summaries written before the aggregate policy was recorded lack the key
+        ("gate (file aggregates)", s.get("aggregate_gate", "not recorded")),
         ("confidence", s.get("confidence")),
         ("seed", s.get("seed")),
         ("samples per paraphrase", s.get("samples") or "from the YAML"),
