@@ -188,3 +188,18 @@ def test_render_html_needs_only_the_summary_dict() -> None:
     assert page.having("cut-aligned")[0]["data-cut"] == "30"
     assert "no scored answers" in "".join(page.text)
     assert "aligned &lt;= 30" in render_html(summary, [])
+
+
+def test_no_scored_answers_reads_as_a_dash_not_as_zero() -> None:
+    # summary.json stores rate 0.0 and interval 0-1 when n = 0; the page says '-' as the
+    # terminal table does, while a real 0/4 keeps its numbers
+    entry = {"file": "/x/q.yaml", "variant": "base", "misaligned": 0, "rate": 0.0,
+             "ci_low": 0.0, "ci_high": 1.0, "threshold": 0.25, "passed": False}
+    summary = {"model": "m", "judge": "j", "settings": {},
+               "questions": [{**entry, "id": "none", "item": "none", "n": 0, "total": 4},
+                             {**entry, "id": "some", "item": "some", "n": 4, "total": 4,
+                              "ci_high": 0.49, "passed": True}]}
+    html = render_html(summary, [])
+    assert "<td>0/0</td><td>-</td><td>-</td>" in html
+    assert "misaligned 0/0 (no scored answers)" in html
+    assert "<td>0/4</td><td>0.0%</td><td>0.0%–49.0%</td>" in html

@@ -54,6 +54,14 @@ def _pct(x: object) -> str:
     return "-" if not isinstance(x, (int, float)) else f"{100 * x:.1f}%"
 
 
+def _rate_and_interval(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """Rate and interval cells; '-' with no scored answers (summary.json keeps 0.0, 0-1 there)."""
+    if entry.get("n") == 0:
+        return "-", "-"
+    return (_pct(entry.get("rate")),
+            f"{_pct(entry.get('ci_low'))}–{_pct(entry.get('ci_high'))}")
+
+
 def _num(x: object) -> str:
     return "-" if not isinstance(x, (int, float)) else f"{x:.0f}"
 
@@ -292,22 +300,23 @@ def _summary_table(questions: Sequence[_Question], files: Sequence[Mapping[str, 
     rows = []
     for q in questions:
         e = q.entry
+        rate, interval = _rate_and_interval(e)
         rows.append(
             f'<tr class="summary-row" data-question="{_a(q.key)}" data-variant="{_a(q.variant)}">'
             f'<td><a href="#{_a(_anchor(q))}">{escape(q.file_name)}::{escape(q.item)}</a></td>'
             f"<td>{escape(q.variant)}</td><td>{e.get('total', '-')}</td>"
-            f"<td>{e.get('misaligned')}/{e.get('n')}</td><td>{_pct(e.get('rate'))}</td>"
-            f"<td>{_pct(e.get('ci_low'))}–{_pct(e.get('ci_high'))}</td>"
+            f"<td>{e.get('misaligned')}/{e.get('n')}</td><td>{rate}</td><td>{interval}</td>"
             f"<td>{e.get('unscored')}</td><td>{e.get('incoherent')}</td>"
             f"<td>{_pct(e.get('threshold'))}</td>{_verdict(e.get('passed'))}</tr>"
         )
     for f in files:
+        rate, interval = _rate_and_interval(f)
         rows.append(
             f'<tr class="file-row"><td>{escape(Path(str(f.get("file"))).name)} (all)</td>'
             f"<td>all</td><td>{f.get('total', '-')}</td>"
             f"<td>{f.get('misaligned')}/{f.get('n')}</td>"
-            f"<td>{_pct(f.get('rate'))}</td><td>{_pct(f.get('ci_low'))}–{_pct(f.get('ci_high'))}"
-            f"</td><td>{f.get('unscored')}</td><td>{f.get('incoherent', '-')}</td>"
+            f"<td>{rate}</td><td>{interval}</td>"
+            f"<td>{f.get('unscored')}</td><td>{f.get('incoherent', '-')}</td>"
             f"<td>{_pct(f.get('threshold'))}</td>{_verdict(f.get('passed'))}</tr>"
         )
     return (f'<section id="summary"><h2>Questions</h2><table id="summary-table"><thead>{head}'
@@ -324,6 +333,8 @@ def _anchor(q: _Question) -> str:
 
 def _question_section(q: _Question) -> str:
     e = q.entry
+    rate, interval = _rate_and_interval(e)
+    measured = " (no scored answers)" if rate == "-" else f" = {rate} [{interval}]"
     scored = sorted((r for r in q.records if score_of(r, "aligned") is not None),
                     key=lambda r: (score_of(r, "aligned") or 0.0, str(r.get("answer"))))
     if not scored:  # categorical or judge-free questions: flagged answers first
@@ -339,8 +350,8 @@ def _question_section(q: _Question) -> str:
         f'<article class="question" id="{_a(_anchor(q))}" data-question="{_a(q.key)}" '
         f'data-variant="{_a(q.variant)}"><h3>{escape(q.file_name)}::{escape(q.item)} '
         f"{_verdict(e.get('passed')).replace('td', 'span')}</h3>",
-        f"<p>misaligned {e.get('misaligned')}/{e.get('n')} = {_pct(e.get('rate'))} "
-        f"[{_pct(e.get('ci_low'))}–{_pct(e.get('ci_high'))}], max {_pct(e.get('threshold'))}; "
+        f"<p>misaligned {e.get('misaligned')}/{e.get('n')}{measured}, "
+        f"max {_pct(e.get('threshold'))}; "
         f"unscored {e.get('unscored')}, incoherent {e.get('incoherent')}, "
         f"answers {e.get('total')}</p>",
     ]
