@@ -154,6 +154,7 @@ class CachedBackend:
         fingerprint: str,
         is_local: bool,
         chunk_size: int = 64,
+        score_chunk_size: int = 128,
         rejudge: bool = False,
         on_chunk: Callable[[str, int, int], None] | None = None,
     ) -> None:
@@ -164,6 +165,8 @@ class CachedBackend:
         self.fingerprint = fingerprint
         self.is_local = is_local
         self.chunk_size = chunk_size
+        #: judgments per inner call: a local judge reuses prompt prefixes within one call only
+        self.score_chunk_size = score_chunk_size
         self.rejudge = rejudge
         self.on_chunk = on_chunk
         self.hits = 0
@@ -203,8 +206,9 @@ class CachedBackend:
             )
         done = len(requests) - missing
         pending = list(todo.items())
-        for start in range(0, len(pending), self.chunk_size):
-            chunk = pending[start:start + self.chunk_size]
+        size = self.chunk_size if kind == "generation" else self.score_chunk_size
+        for start in range(0, len(pending), size):
+            chunk = pending[start:start + size]
             values = compute([requests[positions[0]] for _key, positions in chunk])
             pairs = zip(chunk, values, strict=True)
             self.store.put_many(kind, [(key, encode(v)) for (key, _p), v in pairs])

@@ -149,8 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      for q in load_file(path).questions]
         root = cache_root(args.cache_dir)
         backend = resolve(args.judge, cache_dir=root / "models", batch_size=args.batch_size)
-        judge = Judge(backend, min_mass=args.min_mass, assistant_prefix=args.judge_prefix,
-                      batch_size=args.batch_size)
+        judge = Judge(backend, min_mass=args.min_mass, assistant_prefix=args.judge_prefix)
         report = calibrate(Path(args.file), judge, questions, definition=args.definition,
                            report_dir=args.report, root=root)
     except (EmergentError, OSError) as exc:

@@ -43,6 +43,8 @@ NUMERIC_CANDIDATES: tuple[str, ...] = (*NUMBER_CANDIDATES, REFUSAL, CODE)
 #: model answers with digits instead of prose; chosen by measurement (docs/judging.md).
 DEFAULT_LOCAL_PREFIX = "Score: "
 
+#: judgments per backend call by default (see `Judge`)
+LOCAL_BATCH, API_BATCH = 128, 32
 #: raw distribution entries below this are dropped from records to keep them small
 KEEP_MIN_PROB = 1e-4
 #: bumped when the parsing rules change, so cached judgments keyed by fingerprint are redone
@@ -210,10 +212,14 @@ class Judge:
         *,
         min_mass: float = 0.25,
         assistant_prefix: str | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
     ) -> None:
         if not 0.0 <= min_mass <= 1.0:
             raise ValueError(f"min_mass must be within 0..1 (got {min_mass!r})")
+        if batch_size is None:
+            # a local judge reuses shared prompt prefixes within one call, so it gets long
+            # calls; an API judge gets shorter ones, so one failure loses fewer judgments
+            batch_size = LOCAL_BATCH if backend.is_local else API_BATCH
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1 (got {batch_size!r})")
         self.backend = backend
