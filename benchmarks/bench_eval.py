@@ -5,8 +5,9 @@
 
 Same questions, samples and seed for both paths. Prints answers/s, judgments/s, tokens/s and
 the ratios, then the seconds of a second run whose answers and judgments all come from the
-cache (the model is never loaded for it). Rates are per item, so the naive loops may time a
-subset (`--naive-samples`, `--naive-judgments`) to keep the run short. Figures belong in
+cache (the model is never loaded for it). Rates are per item, so the naive generation loop
+times an evenly spaced subset of the answers (`--naive-samples`) to keep the run short; the
+naive judge loop times every judgment of the run unless `--naive-judgments` says fewer. Figures belong in
 docs/performance.md; see benchmarks/README.md.
 """
 
@@ -65,6 +66,14 @@ def middle_layout(template: str) -> str:
     return "\n\n".join([paras[0], paras[-2], paras[-1], *paras[1:-2]])
 
 
+def spread(items: list[Any], count: int) -> list[Any]:
+    """`count` items evenly spaced over `items` (all of them for 0 or more than there are):
+    the first few answers of a run are not a fair sample of its lengths."""
+    if count <= 0 or count >= len(items):
+        return list(items)
+    return [items[(i * len(items)) // count] for i in range(count)]
+
+
 def naive_generate(backend: Any, request: SampleRequest) -> int:
     """One `model.generate` call for one sample (batch 1); returns the new token count."""
     import torch
@@ -89,8 +98,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--naive-samples", type=int, default=4, help="naive answers timed")
-    parser.add_argument("--naive-judgments", type=int, default=8, help="naive judgments timed")
+    parser.add_argument("--naive-samples", type=int, default=8,
+                        help="naive answers timed (evenly spaced over the run's answers)")
+    parser.add_argument("--naive-judgments", type=int, default=0,
+                        help="naive judgments timed (evenly spaced; 0 = all of them)")
     parser.add_argument("--compare-layout", action="store_true",
                         help="also judge with question/answer in the middle of the template")
     args = parser.parse_args(argv)
@@ -141,10 +152,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         store.close()
 
     # -- the naive loops on the same samples --------------------------------------------------
-    reqs = [
+    reqs = spread([
         SampleRequest(r.messages, q.temperature, q.max_tokens, r.seed)
         for q in questions for r in plan_samples(q, args.seed)
-    ][: args.naive_samples]
+    ], args.naive_samples)
     start = time.perf_counter()
     naive_tokens = sum(naive_generate(backend, r) for r in reqs)
     naive_gen_s = time.perf_counter() - start
@@ -154,7 +165,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     tasks = [t for r in records for t in judge_tasks(by_q[r.question_id], r)]
     expect = {(t.metric, t.prompt): r.scores[t.metric] for r in records
               for t in judge_tasks(by_q[r.question_id], r)}
-    sample = tasks[: args.naive_judgments]
+    sample = spread(tasks, args.naive_judgments)
     start = time.perf_counter()
     naive_scores = [judge.score([t])[0] for t in sample]  # one judge call per judgment
     naive_judge_s = time.perf_counter() - start
