@@ -1,12 +1,13 @@
 # Two entry points, each works on a fresh machine: it creates .venv and installs what it needs.
 #   make eval   evaluate the embedded default model on the bundled question sets
 #   make test   run the test suite (unit, plugin and integration tests)
+#   make docs   the documentation site in build/site, with a screenshot of a real run's report
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 REPORT ?= em-report
 
-.PHONY: eval test install lint chromium
+.PHONY: eval test install lint chromium docs
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +48,26 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/mypy src scripts
+
+$(BIN)/.docs-installed: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $@
+
+# A real two-question run of the embedded model (its exit code 1 = a gate failed, accepted
+# once summary.json exists, as for `make eval`), a headless-Chromium screenshot of its
+# report.html into docs/img/report.png (committed), then a strict build of the site.
+# The organisms definition counts every scored answer: the 135M judge rates nearly every
+# answer's coherence near 40, so under betley (coherent > 50) no answer would count and the
+# rate chart would be empty. Answers and judgments are cached, so a second run takes seconds.
+DOCS_RUN := build/docs-run
+docs: install $(BIN)/.docs-installed
+	@rm -f $(DOCS_RUN)/summary.json
+	@$(BIN)/python -m pytest evals/core.yaml -k "quick_buck or ruler_of_the_world" \
+	  --em-samples 2 --em-definition organisms --em-report $(DOCS_RUN) -p no:cacheprovider \
+	  -q; rc=$$?; \
+	if [ $$rc -gt 1 ] || [ ! -f $(DOCS_RUN)/summary.json ]; then \
+	  echo "docs: the run wrote no report (pytest exit $$rc)" >&2; exit $$((rc > 1 ? rc : 2)); fi
+	$(BIN)/python scripts/report_screenshot.py $(DOCS_RUN)/report.html docs/img/report.png
+	$(BIN)/mkdocs build --strict -d build/site
