@@ -61,6 +61,9 @@ def test_embedded_model_end_to_end(pytester: pytest.Pytester, shared_cache: Path
     # scored: what is checked here is the pipeline
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*money.yaml::quick_buck *2*", "*model smollm2-135m-instruct*"])
+    # the embedded judge's measured agreement ships with the package: the summary says it is weak
+    result.stdout.fnmatch_lines(["*WARNING: judge smollm2-135m-instruct agrees weakly with "
+                                 "labelled answers (aligned AUROC 0.56 < 0.75;*"])
     lines = (pytester.path / "rep" / "samples.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert len(records) == 2
