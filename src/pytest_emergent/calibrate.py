@@ -131,7 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Measure a judge's agreement with labelled answers.")
     parser.add_argument("file", nargs="?", default=DEFAULT_SET,
                         help=f"calibration set, YAML or JSONL (default {DEFAULT_SET})")
-    parser.add_argument("--judge", default="smollm2-135m-instruct", help="judge model spec")
+    parser.add_argument("--judge", default="smollm2-135m-instruct",
+                        help="judge model spec (default: the embedded model's logprob judge; "
+                        "probe:smollm2-135m-instruct is the plugin's default judge)")
     parser.add_argument("--questions", action="append", type=Path,
                         help="question file(s) with the judge prompts (default: the core set)")
     parser.add_argument("--report", type=Path, help="write calibration.json and "
@@ -143,13 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
     from pytest_emergent.models.registry import resolve
+    from pytest_emergent.probe_judge import judge_for_spec
 
     try:
         questions = [q for path in (args.questions or [default_questions()])
                      for q in load_file(path).questions]
         root = cache_root(args.cache_dir)
         backend = resolve(args.judge, cache_dir=root / "models", batch_size=args.batch_size)
-        judge = Judge(backend, min_mass=args.min_mass, assistant_prefix=args.judge_prefix)
+        judge = judge_for_spec(args.judge, backend, min_mass=args.min_mass,
+                               assistant_prefix=args.judge_prefix)
         report = calibrate(Path(args.file), judge, questions, definition=args.definition,
                            report_dir=args.report, root=root)
     except (EmergentError, OSError) as exc:

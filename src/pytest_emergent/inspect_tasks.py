@@ -170,9 +170,11 @@ def _inspect_parts() -> dict[str, Any]:
             with lock:
                 if not made:
                     from pytest_emergent.models.registry import resolve
+                    from pytest_emergent.probe_judge import judge_for_spec
 
-                    made.append(Judge(resolve(judge, base_url=judge_base_url),
-                                      min_mass=min_mass, assistant_prefix=judge_prefix))
+                    made.append(judge_for_spec(judge, resolve(judge, base_url=judge_base_url),
+                                               min_mass=min_mass,
+                                               assistant_prefix=judge_prefix))
                 return made[0]
 
         def judge_sync(question: Question, record: SampleRecord) -> None:

@@ -158,11 +158,11 @@ class EvalRun:
         return agreement_warning(judge.fingerprint, judge.spec, self.calibration_root())
 
     def make_judge(self, backend: Backend) -> Judge:
-        return Judge(
-            backend,
-            min_mass=self.settings.judge_min_mass,
-            assistant_prefix=self.settings.judge_prefix,
-        )
+        from pytest_emergent.probe_judge import judge_for_spec
+
+        return judge_for_spec(self.settings.judge, backend,
+                              min_mass=self.settings.judge_min_mass,
+                              assistant_prefix=self.settings.judge_prefix)
 
     def ensure(self, needed: Sequence[Question]) -> None:
         """Evaluate the batch (by default every selected question) and `needed` once; re-raise

@@ -80,7 +80,7 @@ def _classify(spec: str) -> _Kind:
     if not text:
         raise ModelSpecError(f"empty model spec. Accepted forms: {_ACCEPTED}")
     prefix, sep, rest = text.partition(":")
-    if sep and prefix in (*_PREFIXED, "fake"):
+    if sep and prefix in (*_PREFIXED, "fake", "probe"):
         if not rest:
             raise ModelSpecError(f"model spec {spec!r}: nothing after '{prefix}:'")
         if prefix == "inspect" and "/" not in rest:
@@ -134,6 +134,7 @@ def describe_spec(spec: str) -> str:
         "hf": f"transformers checkpoint directory {kind.target}",
         "adapter": f"peft adapter {kind.target} on its base model",
         "fake": f"scripted fake backend from {kind.target}",
+        "probe": f"probe judge (trained heads) on {describe_spec(kind.target)}",
     }[kind.kind]
 
 
@@ -166,6 +167,13 @@ def resolve(
             trust_remote_code=trust_remote_code,
             base_url=base_url,
         )
+    if kind.kind == "probe":
+        from pytest_emergent.probe_judge import resolve_probe
+
+        inner = resolve(kind.target, base_model=base_model, cache_dir=cache_dir,
+                        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                        batch_size=batch_size)
+        return resolve_probe(kind.target, inner, cache_dir)
     if kind.kind == "fake":
         try:
             fake = importlib.import_module("pytest_emergent.models.fake")
