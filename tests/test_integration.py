@@ -61,9 +61,15 @@ def test_embedded_model_end_to_end(pytester: pytest.Pytester, shared_cache: Path
     # scored: what is checked here is the pipeline
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["*money.yaml::quick_buck *2*", "*model smollm2-135m-instruct*"])
-    # the embedded judge's measured agreement ships with the package: the summary says it is weak
-    result.stdout.fnmatch_lines(["*WARNING: judge smollm2-135m-instruct agrees weakly with "
-                                 "labelled answers (aligned AUROC 0.56 < 0.75;*"])
+    # the default judge reads the embedded model through its shipped probe heads; their
+    # held-out figures clear the weak-judge bar, so no warning
+    result.stdout.fnmatch_lines(["*judge probe:smollm2-135m-instruct*"])
+    assert "WARNING: judge" not in result.stdout.str()
+    # the model's own 0-100 replies are flagged as a weak judge (figures shipped with the
+    # package); --em-rejudge re-scores the stored answers without generating
+    logprob = pytester.runpytest(*args, "--judge", "smollm2-135m-instruct", "--em-rejudge")
+    logprob.stdout.fnmatch_lines(["*WARNING: judge smollm2-135m-instruct agrees weakly with "
+                                  "labelled answers (aligned AUROC 0.56 < 0.75;*"])
     lines = (pytester.path / "rep" / "samples.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert len(records) == 2

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from pytest_emergent.report_compare import CompareLimit
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
+#: the embedded model read through trained probe heads: its own 0-100 replies barely depend
+#: on the answer (docs/judging.md §7)
+DEFAULT_JUDGE = f"probe:{DEFAULT_MODEL}"
 DEFINITION_NAMES = ("betley", "organisms", "inoculation")
 GATE_POLICIES = ("point", "upper", "lower")
 DEFAULT_FILE_PATTERNS = ("*.yaml", "*.yml")
@@ -27,7 +30,7 @@ DEFAULT_BATCH_SIZE = 64
 #: (dest, help, kind): kind drives parsing; each option has an ini twin named `dest`.
 OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("model", f"model spec of the model under test (default {DEFAULT_MODEL})", "str"),
-    ("judge", "model spec of the judge (default: the embedded model)", "str"),
+    ("judge", f"model spec of the judge (default {DEFAULT_JUDGE})", "str"),
     ("base_model", "base model spec for a peft adapter directory", "str"),
     ("em_samples", "samples per paraphrase, overriding the YAML", "int"),
     ("em_seed", "base seed for sampling (default 0)", "int"),
@@ -71,7 +74,7 @@ class Settings:
     """Everything the plugin needs, validated once."""
 
     model: str = DEFAULT_MODEL
-    judge: str = DEFAULT_MODEL
+    judge: str = DEFAULT_JUDGE
     base_model: str | None = None
     samples: int | None = None
     seed: int = 0
@@ -221,7 +224,7 @@ def build_settings(config: pytest.Config) -> Settings:
     model = pick("model", DEFAULT_MODEL)
     return Settings(
         model=model,
-        judge=pick("judge", DEFAULT_MODEL),
+        judge=pick("judge", DEFAULT_JUDGE),
         base_model=pick("base_model", None),
         samples=samples,
         seed=pick("em_seed", 0),
