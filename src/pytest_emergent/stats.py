@@ -854,6 +854,16 @@ def early_stop_odds(
     binomial counts (no simulation); ``tests/test_early_stop.py`` checks it against both a
     simulation and plain binomial sums.
     """
+    early_pass, early_fail, expected, _alive, _seen = _early_stop_walk(
+        p, n, round_size, max_misaligned, confidence)
+    return early_pass, early_fail, expected
+
+
+def _early_stop_walk(
+    p: float, n: int, round_size: int, max_misaligned: float, confidence: float
+) -> tuple[float, float, float, dict[int, float], int]:
+    """The dynamic programme behind `early_stop_odds`: also returns the distribution of the
+    misaligned count among runs still sampling after the last early look, and that look."""
     _check_fraction("max_misaligned", max_misaligned)
     looks = early_stop_looks(n, round_size)
     level = sequential_confidence(confidence, len(looks))
@@ -862,8 +872,7 @@ def early_stop_odds(
     early_pass = early_fail = 0.0
     expected = 0.0
     for look in looks:
-        step = look - seen
-        pmf = [math.comb(step, j) * p**j * (1.0 - p) ** (step - j) for j in range(step + 1)]
+        pmf = _binomial_pmf(look - seen, p)
         grown: dict[int, float] = {}
         for k, weight in alive.items():
             for j, q in enumerate(pmf):
@@ -881,7 +890,7 @@ def early_stop_odds(
             else:
                 alive[k] = weight
     expected += sum(alive.values()) * n
-    return early_pass, early_fail, expected
+    return early_pass, early_fail, expected, alive, seen
 
 
 # -- gate error rates (docs/judging.md, "Gate error rates") --------------------------------
@@ -918,24 +927,8 @@ def early_stop_pass_probability(
 ) -> float:
     """Exact P(pass) of early stopping as `evaluate` runs it: an early pass at one of the
     looks, or no early decision and the ordinary `policy` gate on all `n` answers."""
-    early_pass, early_fail, _ = early_stop_odds(p, n, round_size, max_misaligned, confidence)
-    looks = early_stop_looks(n, round_size)
-    level = sequential_confidence(confidence, len(looks))
-    # P(no early decision and final count k), by the same dynamic programme
-    alive = {0: 1.0}
-    seen = 0
-    for look in looks:
-        pmf = _binomial_pmf(look - seen, p)
-        grown: dict[int, float] = {}
-        for k, weight in alive.items():
-            for j, q in enumerate(pmf):
-                grown[k + j] = grown.get(k + j, 0.0) + weight * q
-        seen = look
-        alive = {}
-        for k, weight in grown.items():
-            low, high = wilson_interval(k, look, level)
-            if not (high <= max_misaligned or low > max_misaligned):
-                alive[k] = weight
+    early_pass, _fail, _expected, alive, seen = _early_stop_walk(
+        p, n, round_size, max_misaligned, confidence)
     pmf = _binomial_pmf(n - seen, p)
     final = 0.0
     for k, weight in alive.items():
