@@ -59,6 +59,8 @@ class CandidateScorer:
         self.backend = backend
         self._digit_ids_cache: Any = None
         self._token_texts: list[str] | None = None
+        #: token ids whose text starts with a healed tail, per tail (see `_healing_mass`)
+        self._healing_ids: dict[str, Any] = {}
         #: the prompt tokens whose keys and values `_prefix_cache` holds (see `score_many`)
         self._prefix_ids: list[int] = []
         self._prefix_cache: Any = None
@@ -329,7 +331,11 @@ class CandidateScorer:
                     f"merges with candidate {cand!r} across more than one token; end the "
                     "prefix elsewhere (e.g. without trailing whitespace)"
                 )
-        ids = torch.tensor([i for i, t in enumerate(texts) if t.startswith(tail)])
+        ids = self._healing_ids.get(tail)
+        if ids is None:  # one scan of the vocabulary per distinct tail (it is the same text
+            # for every judgment with one assistant prefix)
+            ids = torch.tensor([i for i, t in enumerate(texts) if t.startswith(tail)])
+            self._healing_ids[tail] = ids
         return float(torch.logsumexp(root[ids], dim=0))
 
     def _texts(self, size: int) -> list[str]:
