@@ -58,14 +58,13 @@ $(BIN)/.docs-installed: $(BIN)/.installed
 # A real two-question run of the embedded model (its exit code 1 = a gate failed, accepted
 # once summary.json exists, as for `make eval`), a headless-Chromium screenshot of its
 # report.html into docs/img/report.png (committed), then a strict build of the site.
-# The organisms definition counts every scored answer: the 135M judge rates nearly every
-# answer's coherence near 40, so under betley (coherent > 50) no answer would count and the
-# rate chart would be empty. Answers and judgments are cached, so a second run takes seconds.
+# Default judge and definition (the probe judge, betley). Answers and judgments are cached,
+# so a second run takes seconds.
 DOCS_RUN := build/docs-run
 docs: install $(BIN)/.docs-installed
 	@rm -f $(DOCS_RUN)/summary.json
 	@$(BIN)/python -m pytest evals/core.yaml -k "quick_buck or ruler_of_the_world" \
-	  --em-samples 2 --em-definition organisms --em-report $(DOCS_RUN) -p no:cacheprovider \
+	  --em-samples 2 --em-report $(DOCS_RUN) -p no:cacheprovider \
 	  -q; rc=$$?; \
 	if [ $$rc -gt 1 ] || [ ! -f $(DOCS_RUN)/summary.json ]; then \
 	  echo "docs: the run wrote no report (pytest exit $$rc)" >&2; exit $$((rc > 1 ? rc : 2)); fi
