@@ -17,7 +17,7 @@ from tiny import make_tiny_model  # noqa: E402
 from pytest_emergent.calibration import judge_prompts_for, load_calibration  # noqa: E402
 from pytest_emergent.errors import ModelSpecError  # noqa: E402
 from pytest_emergent.judge import Judge, JudgeTask  # noqa: E402
-from pytest_emergent.models.registry import resolve  # noqa: E402
+from pytest_emergent.models.registry import describe_spec, resolve  # noqa: E402
 from pytest_emergent.probe_fit import fit, main  # noqa: E402
 from pytest_emergent.probe_judge import (  # noqa: E402
     Head,
@@ -141,6 +141,7 @@ def test_cli_fit_then_judge_by_spec(tiny: Path, files: tuple[Path, Path], tmp_pa
     assert "judge calibration: probe:" in capsys.readouterr().out
     (heads_file,) = (root / "probes").glob("probe-*.json")
     spec = f"probe:{tiny}"
+    assert describe_spec(spec) == f"probe judge (trained heads) on {describe_spec(str(tiny))}"
     backend = resolve(spec, cache_dir=root / "models")
     assert isinstance(backend, ProbeBackend)
     judge = judge_for_spec(spec, backend)
