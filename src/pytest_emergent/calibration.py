@@ -264,9 +264,11 @@ def weaknesses(summary: Mapping[str, Any]) -> list[str]:
     out = []
     for metric, data in summary.get("metrics", {}).items():
         auroc, acc, unscored = data.get("auroc"), data.get("accuracy"), data.get("missed_share")
-        if auroc is None or auroc < WEAK_AUROC:
-            shown = "n/a" if auroc is None else f"{auroc:.2f}"
-            out.append(f"{metric} AUROC {shown} < {WEAK_AUROC}")
+        if auroc is None:
+            out.append(f"{metric} AUROC not measured (the set needs answers on both sides "
+                       "of the cut-off)")
+        elif auroc < WEAK_AUROC:
+            out.append(f"{metric} AUROC {auroc:.2f} < {WEAK_AUROC}")
         if acc is not None and acc < WEAK_ACCURACY:
             out.append(f"{metric} accuracy {acc:.0%} < {WEAK_ACCURACY:.0%}")
         if unscored is not None and unscored > WEAK_UNSCORED:
