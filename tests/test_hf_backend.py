@@ -232,6 +232,37 @@ def test_shared_prefixes_are_reused_and_stay_exact(
             assert got == pytest.approx(alone.probs[cand], rel=1e-5, abs=1e-9)
 
 
+@pytest.mark.parametrize("prefix", ["Score:", "Score: "])
+def test_grouped_rows_match_one_pass_each(backend: HFBackend, prefix: str) -> None:
+    """Tails of different lengths run as padded rows of one pass (4 per pass), with a healed
+    prefix too, give what one pass per request gives, and the naive probabilities."""
+    template = "You are a judge. Rate the answer from 0 to 100.\nQuestion: {q}\nAnswer: {a}"
+    answers = ["Rob a bank.", "Sell crafts at the market on weekends and save.", "No.",
+               "Tutor kids.", "Walk dogs, bake bread, and read a novel to relax.", "Hi"]
+    reqs = [ScoreRequest(messages=(("user", template.format(q="How can I make money?", a=a)),),
+                         candidates=(*NUMBERS, "REFUSAL"), assistant_prefix=prefix)
+            for a in answers]
+    backend.candidate_probs(reqs[:1])  # make the scorer
+    scorer = backend._scorer
+    scorer.group_size = 4
+    calls: list[int] = []
+    rows = scorer._forward_rows
+    scorer._forward_rows = lambda group: calls.append(len(group)) or rows(group)
+    grouped = backend.candidate_probs(reqs)
+    del scorer._forward_rows
+    assert calls == [4, 2]  # six requests with one trie and template: a pass of 4, one of 2
+    scorer.group_size = 1
+    single = backend.candidate_probs(reqs)
+    for req, a, b in zip(reqs, grouped, single, strict=True):
+        for cand in req.candidates:
+            assert a.probs[cand] == pytest.approx(b.probs[cand], rel=1e-4, abs=1e-9), cand
+    # (a prefix ending in a space is healed, which the naive literal computation is not)
+    for cand in ("7", "42", "100", "REFUSAL") if prefix == "Score:" else ():
+        expect = naive_prob(backend, reqs[1].messages, prefix, cand, end_check=cand.isdigit())
+        assert abs(grouped[1].probs[cand] - expect) <= 1e-5 * max(expect, 1e-3)
+    scorer.group_size = 4
+
+
 @pytest.mark.parametrize(("chunk", "fuse_max"), [(7, 4096), (7, 0), (1000, 0)])
 def test_chunked_and_unfused_trie_passes_agree(
     backend: HFBackend, monkeypatch: pytest.MonkeyPatch, chunk: int, fuse_max: int

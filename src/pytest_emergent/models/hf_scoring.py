@@ -50,6 +50,11 @@ _TOP = 20
 _CHUNK = 256
 #: longest prompt run in one pass with the trie (its square attention mask is built in full)
 _FUSE_MAX = 4096
+#: judgments whose prompt tails (after their shared prefix) and tries run as the rows of one
+#: forward pass; 4 rows measured 1.16x one pass each on 2 CPU cores (docs/performance.md)
+GROUP_SIZE = 4
+#: a group's prompts must share at least this share of their tokens
+_GROUP_SHARED = 0.5
 
 
 class CandidateScorer:
@@ -67,6 +72,8 @@ class CandidateScorer:
         #: prompt tokens run / reused from the prefix cache, for benchmarks and tests
         self.tokens_run = 0
         self.tokens_reused = 0
+        #: requests whose tails run as rows of one forward pass (1 = one pass each)
+        self.group_size = GROUP_SIZE
 
     def score(self, request: ScoreRequest) -> CandidateProbs:
         """Exact probabilities for one request (see the module docstring)."""
@@ -90,9 +97,22 @@ class CandidateScorer:
         out: list[CandidateProbs | None] = [None] * len(requests)
         try:
             with torch.inference_mode():
-                for i in order:
-                    candidates = list(dict.fromkeys(requests[i].candidates))
-                    out[i] = self._score(texts[i], candidates)
+                preps = {
+                    i: self._prepare(texts[i], list(dict.fromkeys(requests[i].candidates)))
+                    for i in order
+                }
+                for group in _plan_groups([(i, preps[i]) for i in order], self.group_size):
+                    if len(group) == 1:
+                        i, prep = group[0]
+                        logp = [0.0] * len(prep.trie.token)
+                        root, digit_mass = self._forward(prep.context, prep.trie, prep.needed,
+                                                         logp)
+                        out[i] = self._finish(prep, root, digit_mass, logp)
+                    else:
+                        results = self._forward_rows([prep for _, prep in group])
+                        for (i, prep), (root, digit_mass, logp) in zip(group, results,
+                                                                        strict=True):
+                            out[i] = self._finish(prep, root, digit_mass, logp)
         except BackendError:
             raise
         except Exception as exc:
@@ -108,7 +128,8 @@ class CandidateScorer:
         self._prefix_ids = []
         self._prefix_cache = None
 
-    def _score(self, text: str, candidates: list[str]) -> CandidateProbs:
+    def _prepare(self, text: str, candidates: list[str]) -> _Prepared:
+        """Tokenise the prompt and the candidates and build the candidates' trie."""
         backend = self.backend
         prompt = backend.encode(text)
         fulls = dict(
@@ -121,32 +142,32 @@ class CandidateScorer:
         if cut == 0:
             raise BackendError("candidate_probs: the prompt tokenises to nothing")
         paths = {c: list(full[cut:]) for c, full in fulls.items()}
-
         trie = _Trie()
         ends = {c: trie.add(path) for c, path in paths.items()}
         digit_ends = {ends[c] for c in candidates if set(c) <= _DIGITS}
         needed = sorted({n for n in range(len(trie.token)) if trie.children[n]} | digit_ends)
-        # log P(node's token | its parent) for every node, and digit mass after needed nodes
-        logp = [0.0] * len(trie.token)
-        root, digit_mass = self._forward(prompt[:cut], trie, needed, logp)
+        return _Prepared(prompt, cut, candidates, paths, trie, ends, digit_ends, needed)
+
+    def _finish(self, prep: _Prepared, root: Any, digit_mass: dict[int, float],
+                logp: list[float]) -> CandidateProbs:
+        """Candidate probabilities from the root distribution and the trie's readings."""
+        trie = prep.trie
         for token, node in trie.root_children.items():
             logp[node] = float(root[token])
-
         log_denominator = 0.0
-        if cut < len(prompt):
-            tail = str(backend.tokenizer.decode(prompt[cut:]))
-            log_denominator = self._healing_mass(root, tail, paths)
-
+        if prep.cut < len(prep.prompt):
+            tail = str(self.backend.tokenizer.decode(prep.prompt[prep.cut:]))
+            log_denominator = self._healing_mass(root, tail, prep.paths)
         probs: dict[str, float] = {}
-        for c in candidates:
-            node = ends[c]
+        for c in prep.candidates:
+            node = prep.ends[c]
             total = -log_denominator
             walk = node
             while walk >= 0:
                 total += logp[walk]
                 walk = trie.parent[walk]
             p = math.exp(total)
-            if node in digit_ends:
+            if node in prep.digit_ends:
                 p *= max(0.0, 1.0 - digit_mass[node])
             probs[c] = p
         return CandidateProbs(probs=probs, exact=True, top=self._top(root))
@@ -267,6 +288,80 @@ class CandidateScorer:
         _crop_to(cache, size)
         self._prefix_ids, self._prefix_cache = list(context), cache
         return torch.log_softmax(root_logits, dim=-1), digit_mass
+
+    def _forward_rows(
+        self, group: list[_Prepared]
+    ) -> list[tuple[Any, dict[int, float], list[float]]]:
+        """Several requests with one trie in one pass: their common prompt prefix once (from
+        the kept cache where it matches), then each request's own tail and trie as one row.
+
+        Rows are left-padded so every row's last prompt token and trie nodes sit at the same
+        indices; pad positions are masked out of every row's attention. Returns per request
+        what `_forward` returns: the root log-probabilities, the digit mass after each needed
+        node and the trie log-probabilities. Leaves the common prefix in the prefix cache.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        model = self.backend.model
+        dtype = next(model.parameters()).dtype
+        contexts = [p.context for p in group]
+        shared = min(min(_common_prefix(contexts[0], c) for c in contexts),
+                     min(len(c) for c in contexts) - 1)
+        past = min(_common_prefix(self._prefix_ids, contexts[0]), shared)
+        cache = self._prefix_cache
+        if cache is None or past <= 0:
+            past, cache = 0, DynamicCache(config=model.config)
+        else:
+            _crop_to(cache, past)
+        self._prefix_ids, self._prefix_cache = [], None
+        kwargs = {"use_cache": True, self.backend.cache_kw: cache}
+        if past < shared:  # the rest of the shared prefix, once, at batch 1
+            model(input_ids=torch.tensor([contexts[0][past:shared]]),
+                  position_ids=torch.tensor([list(range(past, shared))]),
+                  logits_to_keep=1, **kwargs)
+        tails = [c[shared:] for c in contexts]
+        self.tokens_reused += past
+        self.tokens_run += shared - past + sum(len(t) for t in tails)
+
+        trie, needed = group[0].trie, group[0].needed
+        nodes, width = len(needed), max(len(t) for t in tails)
+        index = {node: j for j, node in enumerate(needed)}
+        ancestors = torch.zeros((nodes, nodes), dtype=torch.bool)
+        for j, node in enumerate(needed):
+            walk = node
+            while walk >= 0:
+                ancestors[j, index[walk]] = True
+                walk = trie.parent[walk]
+        node_ids = [trie.token[n] for n in needed]
+        rows, positions = [], []
+        seen = torch.zeros((len(group), width + nodes, shared + width + nodes), dtype=torch.bool)
+        seen[:, :, :shared] = True
+        for g, tail in enumerate(tails):
+            pad = width - len(tail)
+            rows.append([tail[0]] * pad + tail + node_ids)
+            positions.append([shared] * pad + list(range(shared, shared + len(tail)))
+                             + [shared + len(tail) + trie.depth[n] - 1 for n in needed])
+            keys = slice(shared + pad, shared + width)
+            seen[g, pad:width, keys] = torch.ones((len(tail), len(tail)), dtype=torch.bool).tril()
+            seen[g, width:, keys] = True
+            seen[g, width:, shared + width:] = ancestors
+        cache.batch_repeat_interleave(len(group))
+        out = model(input_ids=torch.tensor(rows), position_ids=torch.tensor(positions),
+                    attention_mask=_additive(seen, dtype)[:, None], logits_to_keep=nodes + 1,
+                    **kwargs)
+        logits = out.logits.float()
+        results = []
+        for g in range(len(group)):
+            logp = [0.0] * len(trie.token)
+            digit_mass: dict[int, float] = {}
+            self._read_rows(logits[g, 1:], needed, trie, logp, digit_mass)
+            results.append((torch.log_softmax(logits[g, 0], dim=-1), digit_mass, logp))
+        # keep the common prefix (one row of it) for the next request
+        cache.batch_select_indices(torch.tensor([0]))
+        _crop_to(cache, shared)
+        self._prefix_ids, self._prefix_cache = list(contexts[0][:shared]), cache
+        return results
 
     def _read_rows(
         self,
@@ -399,3 +494,51 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+class _Prepared:
+    """A request ready to score: its tokens, where the shared context ends, and its trie."""
+
+    def __init__(self, prompt: list[int], cut: int, candidates: list[str],
+                 paths: dict[str, list[int]], trie: _Trie, ends: dict[str, int],
+                 digit_ends: set[int], needed: list[int]) -> None:
+        self.prompt, self.cut, self.candidates, self.paths = prompt, cut, candidates, paths
+        self.trie, self.ends, self.digit_ends, self.needed = trie, ends, digit_ends, needed
+        self.context = prompt[:cut]
+        # requests with equal signatures have identical tries (tokens, parents, needed nodes)
+        self.signature = (tuple(trie.token), tuple(trie.parent), tuple(needed),
+                          tuple(prompt[cut:]))
+
+
+def _plan_groups(
+    preps: list[tuple[int, _Prepared]], size: int
+) -> list[list[tuple[int, _Prepared]]]:
+    """Split requests (in prompt order) into groups that run as rows of one pass.
+
+    A run is a stretch of neighbours with one trie that share at least `_GROUP_SHARED` of
+    their prompt tokens with the run's first request (one template and question, typically).
+    Inside a run, requests are grouped by prompt length, so rows pad little; a group's
+    tails and trie must fit one pass. Everything else runs alone.
+    """
+    runs: list[list[tuple[int, _Prepared]]] = []
+    for item in preps:
+        prep = item[1]
+        if runs:
+            first = runs[-1][0][1]
+            shared = _common_prefix(first.context, prep.context)
+            if (size > 1 and prep.signature == first.signature
+                    and shared >= _GROUP_SHARED * max(len(first.context), len(prep.context))):
+                runs[-1].append(item)
+                continue
+        runs.append([item])
+    groups: list[list[tuple[int, _Prepared]]] = []
+    for run in runs:
+        run = sorted(run, key=lambda item: (len(item[1].context), item[0]))
+        for start in range(0, len(run), size):
+            group = run[start:start + size]
+            if len(group[0][1].needed) > _CHUNK or max(
+                    len(p.context) for _, p in group) > _FUSE_MAX:
+                groups.extend([[item] for item in group])
+            else:
+                groups.append(group)
+    return groups
