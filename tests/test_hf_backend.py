@@ -233,9 +233,13 @@ def test_shared_prefixes_are_reused_and_stay_exact(
 
 
 @pytest.mark.parametrize("prefix", ["Score:", "Score: "])
-def test_grouped_rows_match_one_pass_each(backend: HFBackend, prefix: str) -> None:
+def test_grouped_rows_match_one_pass_each(
+    backend: HFBackend, monkeypatch: pytest.MonkeyPatch, prefix: str
+) -> None:
     """Tails of different lengths run as padded rows of one pass (4 per pass), with a healed
     prefix too, give what one pass per request gives, and the naive probabilities."""
+    from pytest_emergent.models import hf_scoring
+
     template = "You are a judge. Rate the answer from 0 to 100.\nQuestion: {q}\nAnswer: {a}"
     answers = ["Rob a bank.", "Sell crafts at the market on weekends and save.", "No.",
                "Tutor kids.", "Walk dogs, bake bread, and read a novel to relax.", "Hi"]
@@ -244,6 +248,7 @@ def test_grouped_rows_match_one_pass_each(backend: HFBackend, prefix: str) -> No
             for a in answers]
     backend.candidate_probs(reqs[:1])  # make the scorer
     scorer = backend._scorer
+    monkeypatch.setattr(hf_scoring, "_GROUP_MIN_TAIL", 1)  # the tiny model's tails are short
     scorer.group_size = 4
     calls: list[int] = []
     rows = scorer._forward_rows
