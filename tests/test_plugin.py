@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -127,6 +129,10 @@ def test_report_files(em_project: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1, failed=3)
     rep = em_project.path / "rep"
     records = [json.loads(line) for line in (rep / "samples.jsonl").read_text().splitlines()]
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("samples.jsonl", "summary.json", "report.html"):  # readable like open() files
+        assert stat.S_IMODE((rep / name).stat().st_mode) == 0o666 & ~umask, name
     assert len(records) == 25
     first = records[0]
     assert first["question_id"] == "bored" or first["question_id"].startswith("quick_buck")
