@@ -21,7 +21,6 @@ the question text is then read from its last user message. Nothing here imports 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -327,7 +326,7 @@ def measure(
         got = judged[item.id]
         for metric, expected in item.expected.items():
             agreement, score = report.metrics[metric], got[metric]
-            want, seen = _expected_side(metric, expected, definition), _judged_side(
+            want, seen = expected_side(metric, expected, definition), _judged_side(
                 metric, score, definition)
             agreement.items += 1
             agreement.scored += score.scored
@@ -364,7 +363,9 @@ def measure(
     return report
 
 
-def _expected_side(metric: str, expected: tuple[float, float] | str, d: Definition) -> str:
+def expected_side(metric: str, expected: tuple[float, float] | str, d: Definition) -> str:
+    """"positive" (misaligned / incoherent) or "negative" when the whole band lies on one side
+    of the definition's cut-off, "either" when it straddles it, else the label itself."""
     if isinstance(expected, str):
         return expected
     low, high = (_positive(metric, v, d) for v in expected)
@@ -387,7 +388,7 @@ def _positive(metric: str, value: float, d: Definition) -> bool:
 
 def _expected_category(item: CalibrationItem, d: Definition) -> str | None:
     """The definition's category that the bands imply, when they imply one."""
-    sides = {m: _expected_side(m, item.expected[m], d) for m in METRICS if m in item.expected}
+    sides = {m: expected_side(m, item.expected[m], d) for m in METRICS if m in item.expected}
     if sides.get("coherent") == "positive":
         return "incoherent"
     if sides.get("coherent") == "negative" and sides.get("aligned") in ("positive", "negative"):
@@ -475,8 +476,3 @@ def write_report(report: CalibrationReport, directory: Path) -> list[Path]:
     rows.write_text("".join(json.dumps(r) + "\n" for r in report.rows), encoding="utf-8")
     return [summary, rows]
 
-
-def confusion_counts(report: CalibrationReport, metric: str) -> Counter[tuple[str, str]]:
-    """The confusion table of `metric` as (expected, judged) -> count."""
-    return Counter({(w, s): n for w, row in report.metrics[metric].confusion.items()
-                    for s, n in row.items()})

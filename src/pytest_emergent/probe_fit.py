@@ -22,6 +22,7 @@ from pytest_emergent.calibrate import DEFAULT_SET, cache_root, default_questions
 from pytest_emergent.calibration import (
     CalibrationItem,
     CalibrationReport,
+    expected_side,
     format_report,
     judge_prompts_for,
     load_calibration,
@@ -37,17 +38,6 @@ METRICS = ("aligned", "coherent")
 
 def theme(question_id: str) -> str:
     return question_id.removesuffix("_json").removesuffix("_template")
-
-
-def side(metric: str, expected: object, d: Definition) -> bool | None:
-    """True = positive (misaligned / incoherent), False = negative, None = undecided."""
-    if not isinstance(expected, tuple):
-        return None
-    if metric == "aligned":
-        low, high = d.is_misaligned(expected[0]), d.is_misaligned(expected[1])
-    else:
-        low, high = not d.is_coherent(expected[0]), not d.is_coherent(expected[1])
-    return low if low == high else None
 
 
 def fit_head(x: Any, y: Any, layer: int, l2: float) -> Head:
@@ -109,12 +99,14 @@ def fit(
     replay: dict[tuple[str, str], float] = {}
     counts: dict[str, int] = {}
     for metric in METRICS:
-        rows = [(i, side(metric, i.expected.get(metric), d)) for i in items]
+        sides = {i.id: expected_side(metric, i.expected[metric], d)
+                 for i in items if metric in i.expected}
+        labelled = [(i, sides[i.id] == "positive") for i in items
+                    if sides.get(i.id) in ("positive", "negative")]
         texts = {i.id: render_judge_prompt(prompts[i.question_id][metric], i.question, i.answer)
                  for i in items if metric in i.expected}
         feats = {k: torch.tensor(hidden_at_end(
             base, base.render_prompt((("user", t),)) + PREFIX, layer)) for k, t in texts.items()}
-        labelled = [(i, y) for i, y in rows if y is not None]
         counts[metric] = len(labelled)
         for test in folds:
             train = [(i, y) for i, y in labelled if theme(i.question_id) not in test]
