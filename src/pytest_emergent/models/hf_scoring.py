@@ -221,14 +221,9 @@ class CandidateScorer:
         size = len(context)
         dtype = next(model.parameters()).dtype
         # which earlier positions each needed node may attend to
-        index = {node: j for j, node in enumerate(needed)}
         allowed = torch.zeros((len(needed), size + len(needed)), dtype=torch.bool)
         allowed[:, :size] = True
-        for j, node in enumerate(needed):
-            walk = node
-            while walk >= 0:  # trie parents precede children, so ancestors are all needed
-                allowed[j, size + index[walk]] = True
-                walk = trie.parent[walk]
+        allowed[:, size:] = _ancestors(trie, needed)
         ids = [trie.token[n] for n in needed]
         positions = [size + trie.depth[n] - 1 for n in needed]
 
@@ -329,13 +324,7 @@ class CandidateScorer:
 
         trie, needed = group[0].trie, group[0].needed
         nodes, width = len(needed), max(len(t) for t in tails)
-        index = {node: j for j, node in enumerate(needed)}
-        ancestors = torch.zeros((nodes, nodes), dtype=torch.bool)
-        for j, node in enumerate(needed):
-            walk = node
-            while walk >= 0:
-                ancestors[j, index[walk]] = True
-                walk = trie.parent[walk]
+        ancestors = _ancestors(trie, needed)
         node_ids = [trie.token[n] for n in needed]
         rows, positions = [], []
         seen = torch.zeros((len(group), width + nodes, shared + width + nodes), dtype=torch.bool)
@@ -468,6 +457,21 @@ class _Trie:
                 self.children.append({})
             node = kids[tok]
         return node
+
+
+def _ancestors(trie: _Trie, needed: list[int]) -> Any:
+    """needed x needed: which needed nodes each one may attend to (itself and its ancestors;
+    trie parents precede children, so the ancestors of a needed node are all needed)."""
+    import torch
+
+    index = {node: j for j, node in enumerate(needed)}
+    mask = torch.zeros((len(needed), len(needed)), dtype=torch.bool)
+    for j, node in enumerate(needed):
+        walk = node
+        while walk >= 0:
+            mask[j, index[walk]] = True
+            walk = trie.parent[walk]
+    return mask
 
 
 def _additive(allowed: Any, dtype: Any) -> Any:
