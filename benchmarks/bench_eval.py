@@ -7,8 +7,8 @@ Same questions, samples and seed for both paths. Prints answers/s, judgments/s, 
 the ratios, then the seconds of a second run whose answers and judgments all come from the
 cache (the model is never loaded for it). Rates are per item, so the naive generation loop
 times an evenly spaced subset of the answers (`--naive-samples`) to keep the run short; the
-naive judge loop times every judgment of the run unless `--naive-judgments` says fewer. Figures belong in
-docs/performance.md; see benchmarks/README.md.
+naive judge loop times every judgment of the run unless `--naive-judgments` says fewer.
+Figures belong in docs/performance.md; see benchmarks/README.md.
 """
 
 from __future__ import annotations
