@@ -103,8 +103,9 @@ class HFBackend:
 
         prompts = [self.encode(self.render_prompt(r.messages)) for r in requests]
         out: list[list[int]] = [[] for _ in requests]
-        # length bucketing: sorted by prompt length, so a batch pads little
-        order = sorted(range(len(requests)), key=lambda i: (len(prompts[i]), i))
+        # length bucketing: sorted by prompt length, so a batch pads little; equal prompts
+        # become neighbours, so a batch holds each distinct prompt few times
+        order = sorted(range(len(requests)), key=lambda i: (len(prompts[i]), prompts[i], i))
         order = [i for i in order if requests[i].max_tokens > 0]
         size = max(1, int(self.batch_size))
         try:
@@ -127,13 +128,18 @@ class HFBackend:
     ) -> list[list[int]]:
         """One left-padded batch through the KV-cached decode loop."""
         import torch
-        from transformers import DynamicCache
+
+        from pytest_emergent.models.kv_buffer import buffered_cache
 
         n = len(prompts)
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
+        # the samples of one question share their prompt: prefill each distinct prompt once
+        # and give every row a copy of its key/value cache
+        distinct: dict[tuple[int, ...], int] = {}
+        source = [distinct.setdefault(tuple(p), len(distinct)) for p in prompts]
+        width = max(len(p) for p in distinct)
+        input_ids = torch.full((len(distinct), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(distinct), width), dtype=torch.long)
+        for row, prompt in enumerate(distinct):
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             mask[row, width - len(prompt) :] = 1
         # positions count real tokens only, so a padded row sees the same positions as alone
@@ -142,7 +148,7 @@ class HFBackend:
         temps = [float(r.temperature) for r in requests]
         limits = [int(r.max_tokens) for r in requests]
         tokens: list[list[int]] = [[] for _ in range(n)]
-        cache = DynamicCache(config=self.model.config)
+        cache = buffered_cache(self.model.config)
         out = self.model(
             input_ids=input_ids,
             attention_mask=mask,
@@ -151,10 +157,14 @@ class HFBackend:
             **{self.cache_kw: cache},
             logits_to_keep=1,
         )
+        logits = out.logits[:, -1, :]
+        if len(distinct) < n:
+            index = torch.tensor(source, dtype=torch.long)
+            cache.batch_select_indices(index)
+            logits, mask, positions = logits[index], mask[index], positions[index]
         active = list(range(n))  # batch row -> request row
         next_pos = positions[:, -1] + 1
         while True:
-            logits = out.logits[:, -1, :].float()
             chosen = sample_tokens(
                 logits, [temps[r] for r in active], [generators[r] for r in active]
             ).tolist()
@@ -170,7 +180,8 @@ class HFBackend:
                 return tokens
             step = torch.tensor([chosen[k] for k in keep], dtype=torch.long)[:, None]
             if len(keep) < len(active):
-                # finished rows leave the batch: later steps cost only the live rows
+                # finished rows leave the batch: later steps cost only the live rows (keeping
+                # them until several have finished measured no faster)
                 index = torch.tensor(keep, dtype=torch.long)
                 cache.batch_select_indices(index)
                 mask = mask[index]
@@ -184,6 +195,7 @@ class HFBackend:
                 use_cache=True,
                 **{self.cache_kw: cache},
             )
+            logits = out.logits[:, -1, :]
             next_pos = next_pos + 1
 
     # -- scoring ---------------------------------------------------------------------------
@@ -206,23 +218,51 @@ def sample_tokens(logits: Any, temperatures: list[float], generators: list[Any])
     """Next token per row: argmax at temperature 0, else an exact sample of softmax(logits / T).
 
     Each row draws one uniform number from its own generator and picks the token where the
-    cumulative distribution passes it (inverse-CDF sampling, the CDF summed in float64). One
-    draw per row and step keeps rows independent of each other and is far cheaper than
-    per-row noise over the whole vocabulary.
+    cumulative distribution passes it (inverse-CDF sampling, summed in float64). One draw per
+    row and step keeps rows independent of each other and is far cheaper than per-row noise
+    over the whole vocabulary. The CDF is walked in two levels, first over blocks of
+    `_BLOCK` tokens and then inside the chosen block, so no float64 copy of the whole
+    vocabulary is made per step (that copy was most of the sampling time).
     """
     import torch
 
-    greedy = logits.argmax(dim=-1)
-    if all(t <= 0 for t in temperatures):
-        return greedy
+    logits = logits.float()
+    greedy_rows = [t <= 0 for t in temperatures]
+    if all(greedy_rows):
+        return logits.argmax(dim=-1)
     temps = torch.tensor([t if t > 0 else 1.0 for t in temperatures], dtype=logits.dtype)
-    cdf = torch.softmax(logits / temps[:, None], dim=-1).double().cumsum_(dim=-1)
+    probs = torch.softmax(logits / temps[:, None], dim=-1)
+    rows, vocab = probs.shape
+    if vocab % _BLOCK:
+        probs = torch.nn.functional.pad(probs, (0, _BLOCK - vocab % _BLOCK))
+    blocks = probs.view(rows, -1, _BLOCK)
+    block_cdf = blocks.sum(dim=-1, dtype=torch.float64).cumsum_(dim=-1)
     draws = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])
-    targets = (draws * cdf[:, -1])[:, None]
-    # right=True skips zero-probability tokens, whose CDF step is flat
-    sampled = torch.searchsorted(cdf, targets, right=True)[:, 0].clamp_(max=cdf.shape[-1] - 1)
-    is_greedy = torch.tensor([t <= 0 for t in temperatures])
-    return torch.where(is_greedy, greedy, sampled)
+    targets = draws * block_cdf[:, -1]
+    # right=True skips zero-probability blocks and tokens, whose CDF step is flat
+    block = _search(block_cdf, targets)
+    before = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp(min=0)[:, None])[:, 0],
+                         torch.zeros_like(targets))
+    inside = blocks[torch.arange(rows), block].double().cumsum_(dim=-1)
+    sampled = block * _BLOCK + _search(inside, targets - before)
+    if not any(greedy_rows):
+        return sampled
+    return torch.where(torch.tensor(greedy_rows), logits.argmax(dim=-1), sampled)
+
+
+#: tokens per block of the two-level CDF walk in `sample_tokens`
+_BLOCK = 256
+
+
+def _search(cdf: Any, targets: Any) -> Any:
+    """Per row, the first index whose CDF value exceeds its target; a target at or past the
+    row's total (float rounding) gets the last index with a positive step."""
+    import torch
+
+    found = torch.searchsorted(cdf, targets[:, None], right=True)[:, 0]
+    steps = torch.diff(cdf, dim=-1, prepend=torch.zeros_like(cdf[:, :1])) > 0
+    last = cdf.shape[-1] - 1 - steps.flip(-1).to(torch.uint8).argmax(dim=-1)
+    return torch.minimum(found, last)
 
 
 def cache_keyword(model: Any) -> str:
