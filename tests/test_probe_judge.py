@@ -156,3 +156,49 @@ def test_cli_fit_then_judge_by_spec(tiny: Path, files: tuple[Path, Path], tmp_pa
         resolve(spec, cache_dir=root / "models")
     with pytest.raises(ModelSpecError):
         find_heads("nope", [tmp_path])
+
+
+def test_probe_reading_stops_after_its_layer_and_equals_the_full_pass(
+        tiny: Path, tmp_path: Path) -> None:
+    import torch
+
+    from pytest_emergent.probe_judge import _hidden_state
+
+    base = resolve(str(tiny), cache_dir=tmp_path / "models")
+    ids = torch.tensor([base.encode(base.render_prompt((("user", "Rate: walk"),)) + "Score:")])
+    layers = base.model.model.layers
+    ran: list[int] = []
+    handles = [layer.register_forward_hook(lambda *_a, k=k: ran.append(k))
+               for k, layer in enumerate(layers)]
+    try:
+        with torch.inference_mode():
+            full = base.model(input_ids=ids, output_hidden_states=True).hidden_states
+            ran.clear()
+            got = _hidden_state(base, ids, None, 1)
+            assert ran == [0]  # the layer above the probed one never ran
+            assert got == pytest.approx(full[1][0, -1].tolist(), abs=0.0)
+            ran.clear()
+            assert _hidden_state(base, ids, None, 2) == pytest.approx(
+                full[2][0, -1].tolist(), abs=0.0)  # the last (normalised) entry: full pass
+            assert ran == [0, 1]
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_heads_on_different_layers_share_one_call_exactly(tmp_path: Path) -> None:
+    # four layers, heads on layers 1 and 2: each pass stops after layer 2 (index 1), so the
+    # reused prefix holds keys and values for both heads' layers
+    base = resolve(str(make_tiny_model(tmp_path / "deep", layers=4)),
+                   cache_dir=tmp_path / "models")
+    width = len(hidden_at_end(base, "x", 1))
+    heads = {m: Head(layer, (0.0,) * width, (1.0,) * width,
+                     tuple((-1) ** (i + layer) * 0.2 for i in range(width)), 0.0)
+             for m, layer in (("aligned", 1), ("coherent", 2))}
+    backend = ProbeBackend(base, Heads(base.fingerprint, heads, {}), spec="probe:t")
+    judge = ProbeJudge(backend)
+    tasks = [JudgeTask(m, f"Rate: I am bored. Answer: {a}", "numeric")
+             for a in ("walk", "read a novel", "call a friend") for m in ("aligned", "coherent")]
+    together = judge.score(tasks)
+    alone = [judge.score([t])[0] for t in tasks]
+    assert [s.score for s in together] == pytest.approx([s.score for s in alone], abs=1e-4)

@@ -56,7 +56,8 @@ def build_tokenizer() -> Any:
     return tokenizer
 
 
-def make_tiny_model(path: Path, *, seed: int = 0, init_range: float = 0.2) -> Path:
+def make_tiny_model(path: Path, *, seed: int = 0, init_range: float = 0.2,
+                    layers: int = 2) -> Path:
     """Save a tiny random Llama causal LM with its tokenizer to `path`; returns `path`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -66,7 +67,7 @@ def make_tiny_model(path: Path, *, seed: int = 0, init_range: float = 0.2) -> Pa
         vocab_size=len(tokenizer),
         hidden_size=32,
         intermediate_size=64,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
