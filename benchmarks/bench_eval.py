@@ -22,15 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from pytest_emergent.cache import CachedBackend, Store
+from pytest_emergent.config import DEFAULT_JUDGE, DEFAULT_MODEL
 from pytest_emergent.evaluate import EvalOptions, evaluate, judge_tasks, plan_samples
-from pytest_emergent.judge import Judge
+from pytest_emergent.judge import Judge, JudgeTask
 from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
 from pytest_emergent.questions import Question, load_file, render_judge_prompt
 from pytest_emergent.stats import get_definition
 
 CORE = Path(__file__).resolve().parent.parent / "evals" / "core.yaml"
-#: measured peak of the embedded model's linear layers on 2 CPU cores (docs/performance.md)
-PEAK_TOKENS_PER_S = 345.0
 
 
 class Timed:
@@ -58,6 +57,23 @@ class Timed:
 
     def close(self) -> None:
         return None
+
+
+def linear_peak(model: Any, rows: int, repeats: int = 5) -> float:
+    """Tokens/s of the model's linear layers alone (lm_head included) at batch `rows`: the
+    best of `repeats` sweeps of one matrix product per layer, as a decode step does them."""
+    import torch
+
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=w.dtype) for w in weights}
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for w in weights:
+                torch.nn.functional.linear(inputs[w.shape[1]], w)
+            best = min(best, time.perf_counter() - start)
+    return rows / best
 
 
 def middle_layout(template: str) -> str:
@@ -91,6 +107,23 @@ def naive_generate(backend: Any, request: SampleRequest) -> int:
     return int(out.shape[1] - len(ids))
 
 
+def time_judge(name: str, judge: Judge, tasks: list[JudgeTask],
+               expect: dict[tuple[str, str], float | None], count: int, plugin_s: float) -> None:
+    """Print the naive judge loop (one `Judge.score` call per judgment) against the plugin's
+    rate `len(tasks) / plugin_s`, and the largest score difference between the two."""
+    sample = spread(tasks, count)
+    start = time.perf_counter()
+    naive = [judge.score([t])[0] for t in sample]  # one judge call per judgment
+    naive_s = time.perf_counter() - start
+    diff = max((abs((s.score or 0) - (expect[(t.metric, t.prompt)] or 0))
+                for t, s in zip(sample, naive, strict=True)), default=0.0)
+    rate, naive_rate = len(tasks) / plugin_s, len(sample) / naive_s
+    print(f"judging     {name}")
+    print(f"  naive  {naive_rate:7.3f} judgments/s  ({len(sample)} timed)")
+    print(f"  plugin {rate:7.3f} judgments/s")
+    print(f"  speed-up {rate / naive_rate:.2f}x (largest score difference {diff:.2e} points)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, default=2, help="core questions (base ones)")
@@ -102,14 +135,24 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="naive answers timed (evenly spaced over the run's answers)")
     parser.add_argument("--naive-judgments", type=int, default=0,
                         help="naive judgments timed (evenly spaced; 0 = all of them)")
+    parser.add_argument("--judge", action="append", default=None, metavar="SPEC",
+                        help=f"judge to time, repeatable (default: the default judge "
+                             f"{DEFAULT_JUDGE} and the logprob judge {DEFAULT_MODEL})")
     parser.add_argument("--compare-layout", action="store_true",
                         help="also judge with question/answer in the middle of the template")
     args = parser.parse_args(argv)
 
     from pytest_emergent.models.registry import resolve
+    from pytest_emergent.probe_judge import is_probe_spec, judge_for_spec, resolve_probe
 
     start = time.perf_counter()
-    backend: Any = resolve("smollm2-135m-instruct", batch_size=args.batch_size)
+    backend: Any = resolve(DEFAULT_MODEL, batch_size=args.batch_size)
+    specs = args.judge or [DEFAULT_JUDGE, DEFAULT_MODEL]
+    bad = [s for s in specs if s not in (DEFAULT_MODEL, f"probe:{DEFAULT_MODEL}")]
+    if bad:
+        parser.error(f"--judge: this benchmark times judges on {DEFAULT_MODEL} only, not {bad}")
+    judge_backends = {s: resolve_probe(DEFAULT_MODEL, backend, None) if is_probe_spec(s)
+                      else backend for s in specs}
     print(f"model loaded in {time.perf_counter() - start:.1f}s; batch size {args.batch_size}",
           flush=True)
     bases = [q for q in load_file(CORE).questions if q.variant == "base"][: args.questions]
@@ -123,32 +166,40 @@ def main(argv: Sequence[str] | None = None) -> None:
     warm = SampleRequest((("user", "Hi"),), 1.0, 4, 0)
     backend.generate([warm])
     naive_generate(backend, warm)
-    Judge(backend).score(judge_tasks(questions[0], plan_samples(questions[0], 0)[0]))
+    for spec, judge_backend in judge_backends.items():
+        judge_for_spec(spec, judge_backend).score(
+            judge_tasks(questions[0], plan_samples(questions[0], 0)[0]))
 
-    # -- the plugin's path, through the cache wrapper so a second run can read it back ------
+    # -- the plugin's path with the first judge, through the cache wrapper so that a second
+    # run can read everything back -------------------------------------------------------------
+    first = specs[0]
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "records.sqlite")
-        timed = Timed(backend)
-        cached = CachedBackend(lambda: timed, store, spec=backend.spec,
-                               fingerprint=backend.fingerprint, is_local=True,
-                               chunk_size=max(args.batch_size, 8))
+        timed, timed_judge = Timed(backend), Timed(judge_backends[first])
+
+        def wrap(factory: Any, inner: Any) -> CachedBackend:
+            return CachedBackend(factory, store, spec=inner.spec, fingerprint=inner.fingerprint,
+                                 is_local=True, chunk_size=max(args.batch_size, 8))
+
+        model = wrap(lambda: timed, backend)
+        judged_by = model if judge_backends[first] is backend else wrap(
+            lambda: timed_judge, judge_backends[first])
+        if judged_by is model:
+            timed_judge = timed
         start = time.perf_counter()
-        results = evaluate(questions, cached, Judge(cached), options,
+        results = evaluate(questions, model, judge_for_spec(first, judged_by), options,
                            progress=lambda m: print(f"  plugin: {m}", flush=True))
         plugin_s = time.perf_counter() - start
         records = [r for res in results.values() for r in res.records]
-        answers = len(records)
-        judgments = sum(len(r.scores) for r in records)
 
         def refuse() -> Backend:
             raise RuntimeError("the cached re-run tried to load the model")
 
-        again = CachedBackend(refuse, store, spec=backend.spec, fingerprint=backend.fingerprint,
-                              is_local=True)
+        again = [wrap(refuse, backend), wrap(refuse, judge_backends[first])]
         start = time.perf_counter()
-        evaluate(questions, again, Judge(again), options)
+        evaluate(questions, again[0], judge_for_spec(first, again[1]), options)
         cached_s = time.perf_counter() - start
-        assert again.misses == 0, again.misses
+        assert again[0].misses == again[1].misses == 0, (again[0].misses, again[1].misses)
         store.close()
 
     # -- the naive loops on the same samples --------------------------------------------------
@@ -160,46 +211,46 @@ def main(argv: Sequence[str] | None = None) -> None:
     naive_tokens = sum(naive_generate(backend, r) for r in reqs)
     naive_gen_s = time.perf_counter() - start
 
-    judge = Judge(backend)
-    by_q = {q.id: q for q in questions}
-    tasks = [t for r in records for t in judge_tasks(by_q[r.question_id], r)]
-    expect = {(t.metric, t.prompt): r.scores[t.metric] for r in records
-              for t in judge_tasks(by_q[r.question_id], r)}
-    sample = spread(tasks, args.naive_judgments)
-    start = time.perf_counter()
-    naive_scores = [judge.score([t])[0] for t in sample]  # one judge call per judgment
-    naive_judge_s = time.perf_counter() - start
-    diff = max((abs((s.score or 0) - (expect[(t.metric, t.prompt)].score or 0))
-                for t, s in zip(sample, naive_scores, strict=True)), default=0.0)
-
+    answers = len(records)
     gen_rate, naive_gen_rate = answers / timed.gen_s, len(reqs) / naive_gen_s
-    judge_rate, naive_judge_rate = judgments / timed.judge_s, len(sample) / naive_judge_s
     print(f"\n{len(questions)} questions, {answers} answers (max_tokens {args.max_tokens}), "
-          f"{judgments} judgments, seed {args.seed}")
+          f"seed {args.seed}")
     print(f"generation  naive  {naive_gen_rate:7.3f} answers/s  "
           f"{naive_tokens / naive_gen_s:6.1f} tokens/s  ({len(reqs)} answers timed)")
     tok_s = timed.tokens / timed.gen_s
+    peak = linear_peak(backend.model, args.batch_size)
     print(f"generation  plugin {gen_rate:7.3f} answers/s  {tok_s:6.1f} tokens/s  "
-          f"({100 * tok_s / PEAK_TOKENS_PER_S:.0f}% of {PEAK_TOKENS_PER_S:.0f} tokens/s)")
+          f"({100 * tok_s / peak:.0f}% of {peak:.0f} tokens/s, the linear layers alone at "
+          f"batch {args.batch_size})")
     print(f"generation  speed-up {gen_rate / naive_gen_rate:.2f}x answers/s, "
           f"{tok_s / (naive_tokens / naive_gen_s):.2f}x tokens/s")
-    print(f"judging     naive  {naive_judge_rate:7.3f} judgments/s  ({len(sample)} timed)")
-    print(f"judging     plugin {judge_rate:7.3f} judgments/s")
-    print(f"judging     speed-up {judge_rate / naive_judge_rate:.2f}x "
-          f"(largest score difference {diff:.2e} points)")
-    print(f"plugin path total {plugin_s:.1f}s; fully cached re-run {cached_s:.2f}s")
+    print(f"plugin path total {plugin_s:.1f}s; fully cached re-run {1000 * cached_s:.0f} ms",
+          flush=True)
 
-    if args.compare_layout:
-        middle = [dataclasses.replace(t, prompt=render_judge_prompt(
-            middle_layout(by_q[r.question_id].judge_prompts[t.metric]),
-            by_q[r.question_id].paraphrases[r.paraphrase_index], r.answer))
-            for r in records for t in judge_tasks(by_q[r.question_id], r)]
-        middle.sort(key=lambda t: (t.metric, t.prompt))
-        start = time.perf_counter()
-        judge.score(middle)
-        middle_s = time.perf_counter() - start
-        print(f"judging     plugin, question/answer mid-template {len(middle) / middle_s:7.3f} "
-              f"judgments/s; template order speed-up {middle_s / timed.judge_s:.2f}x")
+    by_q = {q.id: q for q in questions}
+    for spec in specs:
+        judge = judge_for_spec(spec, judge_backends[spec])
+        tasks = [t for r in records for t in judge_tasks(by_q[r.question_id], r)]
+        if spec == first:  # timed inside evaluate above
+            scores, judge_s = [s for r in records for s in r.scores.values()], timed_judge.judge_s
+        else:  # the plugin's scheduling: every judgment of the run in one call
+            start = time.perf_counter()
+            scores = judge.score(tasks)
+            judge_s = time.perf_counter() - start
+        expect = {(t.metric, t.prompt): s.score for t, s in zip(tasks, scores, strict=True)}
+        label = f"{spec} (default judge)" if spec == DEFAULT_JUDGE else spec
+        time_judge(label, judge, tasks, expect, args.naive_judgments, judge_s)
+        if args.compare_layout:
+            middle = [dataclasses.replace(t, prompt=render_judge_prompt(
+                middle_layout(by_q[r.question_id].judge_prompts[t.metric]),
+                by_q[r.question_id].paraphrases[r.paraphrase_index], r.answer))
+                for r in records for t in judge_tasks(by_q[r.question_id], r)]
+            middle.sort(key=lambda t: (t.metric, t.prompt))
+            start = time.perf_counter()
+            judge.score(middle)
+            middle_s = time.perf_counter() - start
+            print(f"  plugin, question/answer mid-template {len(middle) / middle_s:7.3f} "
+                  f"judgments/s; template order speed-up {middle_s / judge_s:.2f}x", flush=True)
 
 
 if __name__ == "__main__":
