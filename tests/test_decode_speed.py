@@ -123,3 +123,40 @@ def test_buffered_layer_holds_what_dynamic_layer_holds() -> None:
         got, expect = mine.update(k, v), ref.update(k, v)
         assert torch.equal(got[0], expect[0]) and torch.equal(got[1], expect[1])
     assert mine.get_seq_length() == ref.get_seq_length() == sum(steps) - 3
+
+
+def test_batches_shrink_to_fit_memory_and_answers_do_not_change(
+        backend: HFBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    reqs = [SampleRequest((("user", f"Tell me a thought {i}."),), 1.0, 6, seed=i)
+            for i in range(7)]
+    roomy = backend.generate_ids(reqs)
+    longest = max(len(backend.encode(backend.render_prompt(r.messages))) + r.max_tokens
+                  for r in reqs)
+    per_row = kv_buffer.bytes_per_row(backend.model.config, longest, 4)
+    assert per_row is not None and per_row > 0
+    # free memory for three and a half such rows at MEMORY_SHARE: batches of 3 rows
+    monkeypatch.setattr(kv_buffer, "free_memory",
+                        lambda _device: int(3.5 * per_row / kv_buffer.MEMORY_SHARE))
+    assert kv_buffer.rows_that_fit(backend.model, longest, 64) == 3
+    widths: list[int] = []
+    handle = backend.model.register_forward_pre_hook(
+        lambda _m, _a, kw: widths.append(int(kw["input_ids"].shape[0])), with_kwargs=True)
+    try:
+        tight = backend.generate_ids(reqs)
+    finally:
+        handle.remove()
+    assert max(widths) == 3 and tight == roomy
+    monkeypatch.setattr(kv_buffer, "free_memory", lambda _device: 0)
+    assert kv_buffer.rows_that_fit(backend.model, 30, 64) == 1  # never below one row
+    monkeypatch.setattr(kv_buffer, "free_memory", lambda _device: None)
+    assert kv_buffer.rows_that_fit(backend.model, 30, 64) == 64  # unknown: as asked
+
+
+def test_row_bytes_follow_the_config() -> None:
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                         hidden_size=32, vocab_size=100)
+    per_token = 2 * 3 * 2 * 8 * 4  # keys and values, 3 layers, 2 kv heads of 8 dims, fp32
+    assert kv_buffer.bytes_per_row(config, 10, 4) == \
+        2 * per_token * (10 + kv_buffer.GROWTH) + 16 * 100

@@ -56,7 +56,8 @@ class HFBackend:
         self.fingerprint = fingerprint
         self.model: Any = model
         self.tokenizer: Any = tokenizer
-        #: rows decoded together; lower it to save memory, raise it for throughput
+        #: rows decoded together at most (fewer where they would not fit in memory, see
+        #: `kv_buffer.rows_that_fit`); raise it for throughput
         self.batch_size = batch_size
         self.stop_ids: frozenset[int] = _stop_token_ids(model, tokenizer)
         pad = tokenizer.pad_token_id
@@ -101,13 +102,18 @@ class HFBackend:
         """The sampled token ids per request, without the stop token."""
         import torch
 
+        from pytest_emergent.models.kv_buffer import rows_that_fit
+
         prompts = [self.encode(self.render_prompt(r.messages)) for r in requests]
         out: list[list[int]] = [[] for _ in requests]
         # length bucketing: sorted by prompt length, so a batch pads little; equal prompts
         # become neighbours, so a batch holds each distinct prompt few times
         order = sorted(range(len(requests)), key=lambda i: (len(prompts[i]), prompts[i], i))
         order = [i for i in order if requests[i].max_tokens > 0]
-        size = max(1, int(self.batch_size))
+        # batches sized to memory: at most batch_size rows, fewer where the longest row's
+        # cache would not fit
+        longest = max((len(prompts[i]) + requests[i].max_tokens for i in order), default=1)
+        size = rows_that_fit(self.model, longest, max(1, int(self.batch_size)))
         try:
             with torch.inference_mode():
                 for start in range(0, len(order), size):

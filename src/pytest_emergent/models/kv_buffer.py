@@ -1,4 +1,4 @@
-"""A key/value cache for the decode loop that grows into preallocated buffers.
+"""The decode loop's key/value cache, grown in preallocated buffers, and its memory budget.
 
 transformers' `DynamicCache` appends each step's keys and values with `torch.cat`, which
 copies the whole cache of every layer at every step: at batch 64 and ~130 cached tokens that
@@ -7,11 +7,15 @@ room at the end of a buffer and hands attention a view of the filled part; it co
 when the buffer is full (every `GROWTH` steps) or after the batch shrank. The values are the
 same as with `torch.cat`, so the sampled tokens are too (tested).
 
+`rows_that_fit` caps a generation batch so that its caches and logits take at most
+`MEMORY_SHARE` of the memory free on the model's device.
+
 Imported lazily: it needs torch and transformers.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -20,6 +24,8 @@ from transformers.cache_utils import DynamicLayer
 
 #: spare token slots added whenever a buffer is (re)allocated
 GROWTH = 64
+#: share of the device's free memory one generation batch may take
+MEMORY_SHARE = 0.5
 
 
 class BufferedLayer(DynamicLayer):  # type: ignore[misc]
@@ -77,3 +83,54 @@ def buffered_cache(config: Any) -> Any:
     cache.layers = [BufferedLayer() if type(layer) is DynamicLayer else layer
                     for layer in cache.layers]
     return cache
+
+
+def free_memory(device: Any) -> int | None:
+    """Bytes free on `device`: CUDA's own count, else MemAvailable of /proc/meminfo (None
+    where neither is known)."""
+    if getattr(device, "type", "cpu") == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if getattr(device, "type", "cpu") != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def bytes_per_row(config: Any, tokens: int, element_size: int) -> int | None:
+    """Peak bytes one decode row holds for `tokens` cached tokens: keys and values of every
+    layer (twice, while a full buffer is copied into a larger one) and four float32 copies of
+    its logits. None when the config does not say its shape."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers = getattr(text, "num_hidden_layers", None)
+    heads = getattr(text, "num_attention_heads", None)
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    hidden = getattr(text, "hidden_size", None)
+    head_dim = getattr(text, "head_dim", None) or (hidden // heads if hidden and heads else None)
+    vocab = getattr(text, "vocab_size", None)
+    if not (layers and kv_heads and head_dim and vocab):
+        return None
+    per_token = 2 * int(layers) * int(kv_heads) * int(head_dim) * element_size
+    return 2 * per_token * (tokens + GROWTH) + 4 * 4 * int(vocab)
+
+
+def rows_that_fit(model: Any, tokens: int, wanted: int) -> int:
+    """`wanted`, lowered (to at least 1) where that many rows of `tokens` cached tokens would
+    take more than `MEMORY_SHARE` of the free memory of `model`'s device."""
+    try:
+        weight = next(model.parameters())
+    except (StopIteration, AttributeError, TypeError):
+        return wanted
+    per_row = bytes_per_row(model.config, tokens, weight.element_size())
+    free = free_memory(weight.device)
+    if not per_row or free is None:
+        return wanted
+    return max(1, min(wanted, int(free * MEMORY_SHARE) // per_row))
