@@ -144,3 +144,23 @@ def test_docs_state_the_computed_error_rates() -> None:
     text = (ROOT / "docs" / "judging.md").read_text(encoding="utf-8")
     missing = [row for row in doc_rows() if row not in text]
     assert not missing, "docs/judging.md is out of date; rows:\n" + "\n".join(missing)
+
+
+def early_stop_rows() -> list[str]:
+    """The rows of the early-stopping table in docs/performance.md, computed."""
+    from pytest_emergent.stats import early_stop_odds
+
+    rows = []
+    for n, size in ((100, 10), (200, 20), (400, 50)):
+        cells = []
+        for p in (0.0, 0.02, 0.05, 0.1, 0.2, 0.3):
+            early_pass, early_fail, expected = early_stop_odds(p, n, size, 0.1)
+            cells.append(f"{100 * early_pass:.1f}% / {100 * early_fail:.1f}% / {expected:.0f}")
+        rows.append(f"| {n} in rounds of {size} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def test_performance_docs_state_the_computed_early_stop_odds() -> None:
+    text = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8")
+    missing = [row for row in early_stop_rows() if row not in text]
+    assert not missing, "docs/performance.md is out of date; rows:\n" + "\n".join(missing)

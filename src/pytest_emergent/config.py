@@ -48,7 +48,8 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("em_confidence", "confidence level of the intervals (default 0.95)", "float"),
     ("em_judge_min_mass", "min probability mass on numbers for a judge score (0.25)", "float"),
     ("em_judge_prefix", "assistant-turn prefix for a local judge (default: built-in)", "str"),
-    ("em_batch_size", "generation batch size for local models (default 64)", "int"),
+    ("em_batch_size", "generation batch size for local models (default 64; fewer rows where "
+     "they would not fit in memory)", "int"),
     ("em_cache_dir", "cache root: records.sqlite (answers, judgments) and models/", "path"),
     ("em_allow_pickle", "allow pickle (*.bin, *.pt) checkpoints: true/false", "bool"),
     ("em_calibrate_judge", "calibration set (YAML/JSONL): measure the judge on it instead "
