@@ -57,6 +57,10 @@ def test_progress_lines_are_printed_through_capture(em_project: pytest.Pytester)
             "[[]emergent[]] loading model fake:fake.yaml",
             "[[]emergent[]] generating 25 answers to 3 questions with fake:fake.yaml",
             "[[]emergent[]] judging 50 prompts with fake:fake.yaml",
+            "[[]emergent[]] quick_buck: 10 answers, 20 judgments, misaligned 3/10 = 30.0% so far "
+            "[[]1/3 questions, * s[]]",
+            "[[]emergent[]] bored: 5 answers, 10 judgments, misaligned 0/5 = 0.0% so far "
+            "[[]3/3 questions, * s[]]",
         ]
     )
     quiet = em_project.runpytest(*fake_args("-q"))

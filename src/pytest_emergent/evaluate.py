@@ -1,10 +1,11 @@
 """Sample -> judge -> stats for a set of questions; plain Python, no pytest.
 
 All selected questions are evaluated together: every answer of every question goes to the
-model backend in one `generate` call (the backend batches and buckets), then every judgment
-in one `Judge.score` call. Each answer's seed is derived from the base seed, the question id,
-the paraphrase and the sample index, so an answer does not depend on which other questions
-were selected.
+model backend in one `generate` call (the backend batches and buckets), then the judgments
+in `Judge.score` calls of whole questions, at least `JUDGE_SLICE` judgments each, with a
+progress line per question after each call (`progress.py`). Each answer's seed is derived
+from the base seed, the question id, the paraphrase and the sample index, so an answer does
+not depend on which other questions were selected.
 
 For a local judge, judgments are sent sorted by metric and prompt text, so prompts rendered
 from one template are neighbours and the judge reuses their shared prefix
@@ -29,6 +30,7 @@ from typing import Any
 
 from pytest_emergent.judge import Judge, JudgeScore, JudgeTask
 from pytest_emergent.models.base import Backend, Messages, SampleRequest, as_dicts
+from pytest_emergent.progress import QuestionProgress
 from pytest_emergent.questions import Question, ScorerSpec, Thresholds, render_judge_prompt
 from pytest_emergent.stats import (
     Definition,
@@ -313,13 +315,22 @@ def decide(question: Question, summary: RateSummary, options: EvalOptions) -> tu
     return thresholds, gate_on(summary, thresholds, options)
 
 
+#: a question, its records and their (judge task, record) pairs
+_Judging = tuple[Question, list[SampleRecord], list[tuple[JudgeTask, SampleRecord]]]
+#: a local judge scores at least this many judgments per call (whole questions), so a
+#: progress line follows every slice while the template prefix is still computed once a call
+JUDGE_SLICE = 128
+
+
 def _answer_and_judge(
     plans: Sequence[tuple[Question, list[SampleRecord]]],
     model: Backend,
     judge: Judge | None,
     say: Callable[[str], None],
+    judged: Callable[[Question, list[SampleRecord]], None] = lambda _q, _r: None,
 ) -> None:
-    """Fill in answers, scorer values and judge scores of the given records, in place."""
+    """Fill in answers, scorer values and judge scores of the given records, in place;
+    `judged(question, records)` after each question's records are complete."""
     all_records = [r for _, recs in plans for r in recs]
     if not all_records:
         return
@@ -336,24 +347,45 @@ def _answer_and_judge(
     for record, answer in zip(all_records, answers, strict=True):
         record.answer = answer
 
-    pairs: list[tuple[JudgeTask, SampleRecord]] = []
+    per_question: list[_Judging] = []
     for q, recs in plans:
+        if not recs:
+            continue
         scorers = {s.name: _scorer(s) for s in q.scorers}
         for r in recs:
             r.scorer_values = {name: fn(r.answer) for name, fn in scorers.items()}
-            pairs.extend((task, r) for task in judge_tasks(q, r))
-    if pairs:
+        per_question.append((q, recs, [(t, r) for r in recs for t in judge_tasks(q, r)]))
+    total = sum(len(pairs) for _, _, pairs in per_question)
+    if total:
         if judge is None:
             raise ValueError("questions with judge_prompts need a judge")
-        if judge.backend.is_local:
-            # one template's prompts next to each other: a local judge computes their shared
-            # prefix once (scores go back to their records by metric, so order is free); API
-            # judges gain nothing from it and keep the answers' order
-            pairs.sort(key=lambda pair: (pair[0].metric, pair[0].prompt))
-        say(f"judging {len(pairs)} prompts with {judge.spec}")
-        scores = judge.score([task for task, _ in pairs])
-        for (_task, record), score in zip(pairs, scores, strict=True):
-            record.scores[score.metric] = score
+        say(f"judging {total} prompts with {judge.spec}")
+    for part in _slices(per_question, JUDGE_SLICE):
+        pairs = [pair for _, _, question_pairs in part for pair in question_pairs]
+        if pairs and judge is not None:
+            if judge.backend.is_local:
+                # one template's prompts next to each other: a local judge computes their
+                # shared prefix once (scores go back to their records by metric, so order is
+                # free); API judges gain nothing from it and keep the answers' order
+                pairs.sort(key=lambda pair: (pair[0].metric, pair[0].prompt))
+            scores = judge.score([task for task, _ in pairs])
+            for (_task, record), score in zip(pairs, scores, strict=True):
+                record.scores[score.metric] = score
+        for q, recs, _ in part:
+            judged(q, recs)
+
+
+def _slices(per_question: list[_Judging], size: int) -> list[list[_Judging]]:
+    """Consecutive questions grouped until each group has at least `size` judge tasks."""
+    out: list[list[_Judging]] = [[]]
+    count = 0
+    for item in per_question:
+        if count >= size:
+            out.append([])
+            count = 0
+        out[-1].append(item)
+        count += len(item[2])
+    return [part for part in out if part]
 
 
 def _round_order(records: list[SampleRecord]) -> list[SampleRecord]:
@@ -374,11 +406,13 @@ def evaluate(
     plans = [(q, plan_samples(q, options.seed)) for q in questions]
     saved: dict[int, int] = {}
     stopped: dict[int, str] = {}
+    lines = QuestionProgress(say, len(plans), lambda q, recs: _summary_so_far(q, recs, options))
     if not options.early_stop:
-        _answer_and_judge(plans, model, judge, say)
+        _answer_and_judge(plans, model, judge, say, lines.judged)
         done = plans
     else:
-        done, saved, stopped = _evaluate_in_rounds(plans, model, judge, options, say)
+        done, saved, stopped = _evaluate_in_rounds(plans, model, judge, options, say,
+                                                   lines.judged)
 
     results: dict[tuple[str, str], QuestionResult] = {}
     for index, (q, recs) in enumerate(done):
@@ -400,6 +434,7 @@ def _evaluate_in_rounds(
     judge: Judge | None,
     options: EvalOptions,
     say: Callable[[str], None],
+    judged: Callable[[Question, list[SampleRecord]], None],
 ) -> tuple[list[tuple[Question, list[SampleRecord]]], dict[int, int], dict[int, str]]:
     """Early stopping: rounds of `early_stop_round` answers per open question."""
     size = max(1, options.early_stop_round)
@@ -414,7 +449,7 @@ def _evaluate_in_rounds(
             chunk = queues[i][start : start + size]
             taken[i].extend(chunk)
             batch.append((plans[i][0], chunk))
-        _answer_and_judge(batch, model, judge, say)
+        _answer_and_judge(batch, model, judge, say, judged)
         for i in sorted(open_):
             q = plans[i][0]
             if len(taken[i]) >= len(queues[i]):
@@ -433,6 +468,13 @@ def _evaluate_in_rounds(
         for i, (q, _) in enumerate(plans)
     ]
     return done, saved, stopped
+
+
+def _summary_so_far(question: Question, records: list[SampleRecord],
+                    options: EvalOptions) -> RateSummary:
+    for r in records:
+        r.category = categorise(question, r, options.definition)
+    return summarise_question(question, records, options)[0]
 
 
 def _early(
