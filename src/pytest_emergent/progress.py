@@ -5,7 +5,7 @@ answers of the current round are judged. One plain line per report, no carriage 
 cursor movement, so it reads the same in a terminal and in a CI log:
 
     [emergent] quick_buck: 8 answers, 16 judgments, misaligned 1/8 = 12.5% so far [5/24
-      questions, 41 s]
+      questions, 53 s]
 
 (one line in the log; the bracket counts the questions reported so far and the seconds
 since the evaluation started).
