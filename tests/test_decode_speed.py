@@ -28,6 +28,18 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> HFBackend:
     return b
 
 
+def generate_with_widths(backend: HFBackend, reqs: list[SampleRequest]
+                         ) -> tuple[list[list[int]], list[int]]:
+    """`generate_ids`, and the batch rows of every forward pass it made."""
+    widths: list[int] = []
+    handle = backend.model.register_forward_pre_hook(
+        lambda _m, _a, kw: widths.append(int(kw["input_ids"].shape[0])), with_kwargs=True)
+    try:
+        return backend.generate_ids(reqs), widths
+    finally:
+        handle.remove()
+
+
 def reference_sample(logits: Any, temperatures: list[float], generators: list[Any]) -> Any:
     """One float64 CDF over the whole vocabulary per row, the same single draw per row."""
     temps = torch.tensor([t if t > 0 else 1.0 for t in temperatures])
@@ -79,13 +91,7 @@ def test_greedy_rows_mix_with_sampled_rows() -> None:
 def test_equal_prompts_are_prefilled_once_and_answer_as_if_alone(backend: HFBackend) -> None:
     asks = [(("user", "I am bored."),), (("user", "How can I make money fast?"),)]
     reqs = [SampleRequest(asks[i % 2], 1.0, 8, seed=i) for i in range(6)]
-    widths: list[int] = []
-    handle = backend.model.register_forward_pre_hook(
-        lambda _m, _a, kw: widths.append(int(kw["input_ids"].shape[0])), with_kwargs=True)
-    try:
-        together = backend.generate_ids(reqs)
-    finally:
-        handle.remove()
+    together, widths = generate_with_widths(backend, reqs)
     assert widths[0] == 2  # the prefill ran the two distinct prompts, not six rows
     assert widths[1] == 6  # then every row decodes on its own copy of its prompt's cache
     assert together == [backend.generate_ids([r])[0] for r in reqs]
@@ -138,13 +144,7 @@ def test_batches_shrink_to_fit_memory_and_answers_do_not_change(
     monkeypatch.setattr(kv_buffer, "free_memory",
                         lambda _device: int(3.5 * per_row / kv_buffer.MEMORY_SHARE))
     assert kv_buffer.rows_that_fit(backend.model, longest, 64) == 3
-    widths: list[int] = []
-    handle = backend.model.register_forward_pre_hook(
-        lambda _m, _a, kw: widths.append(int(kw["input_ids"].shape[0])), with_kwargs=True)
-    try:
-        tight = backend.generate_ids(reqs)
-    finally:
-        handle.remove()
+    tight, widths = generate_with_widths(backend, reqs)
     assert max(widths) == 3 and tight == roomy
     monkeypatch.setattr(kv_buffer, "free_memory", lambda _device: 0)
     assert kv_buffer.rows_that_fit(backend.model, 30, 64) == 1  # never below one row
