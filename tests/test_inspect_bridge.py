@@ -178,3 +178,14 @@ def test_em_inspect_log_dir_writes_a_log_of_the_pytest_run(pytester: pytest.Pyte
     score = next(iter(sample.scores.values()))  # type: ignore[union-attr]
     assert score.metadata["category"] == "misaligned"  # type: ignore[index]
     assert score.metadata["scores"]["aligned"]["score"] == 10  # type: ignore[index]
+
+
+def test_inspect_tasks_default_to_the_plugins_default_judge() -> None:
+    import inspect
+
+    from pytest_emergent import _registry
+    from pytest_emergent.config import DEFAULT_JUDGE
+    from pytest_emergent.inspect_tasks import question_set_task
+
+    for fn in (question_set_task, _registry.core, _registry.questions):
+        assert inspect.signature(fn).parameters["judge"].default == DEFAULT_JUDGE, fn

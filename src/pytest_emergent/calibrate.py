@@ -26,6 +26,7 @@ from pytest_emergent.calibration import (
     weaknesses,
     write_report,
 )
+from pytest_emergent.config import DEFAULT_JUDGE
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.judge import Judge
 from pytest_emergent.questions import Question, load_file
@@ -131,9 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Measure a judge's agreement with labelled answers.")
     parser.add_argument("file", nargs="?", default=DEFAULT_SET,
                         help=f"calibration set, YAML or JSONL (default {DEFAULT_SET})")
-    parser.add_argument("--judge", default="smollm2-135m-instruct",
-                        help="judge model spec (default: the embedded model's logprob judge; "
-                        "probe:smollm2-135m-instruct is the plugin's default judge)")
+    parser.add_argument("--judge", default=DEFAULT_JUDGE,
+                        help=f"judge model spec (default: the plugin's default judge, "
+                        f"{DEFAULT_JUDGE}; smollm2-135m-instruct is the embedded model's "
+                        "logprob judge)")
     parser.add_argument("--questions", action="append", type=Path,
                         help="question file(s) with the judge prompts (default: the core set)")
     parser.add_argument("--report", type=Path, help="write calibration.json and "
