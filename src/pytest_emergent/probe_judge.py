@@ -182,7 +182,7 @@ class ProbeBackend:
         import torch
         from transformers import DynamicCache
 
-        from pytest_emergent.models.hf_scoring import _common_prefix, _crop_to
+        from pytest_emergent.models.hf_trie import common_prefix, crop_to
 
         heads = []
         for request in requests:
@@ -199,11 +199,11 @@ class ProbeBackend:
         with torch.inference_mode():
             for i in sorted(range(len(requests)), key=lambda k: (texts[k], k)):
                 ids = self.base.encode(texts[i])
-                past = min(_common_prefix(previous, ids), len(ids) - 1)
+                past = min(common_prefix(previous, ids), len(ids) - 1)
                 if cache is None or past <= 0:
                     past, cache = 0, DynamicCache(config=model.config)
                 else:
-                    _crop_to(cache, past)
+                    crop_to(cache, past)
                 hidden = _hidden_state(self.base, torch.tensor([ids[past:]]), cache,
                                        heads[i].layer, depth)
                 previous = ids

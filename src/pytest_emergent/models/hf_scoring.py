@@ -40,6 +40,15 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_emergent.errors import BackendError
 from pytest_emergent.models.base import CandidateProbs, ScoreRequest
+from pytest_emergent.models.hf_trie import (
+    Prepared,
+    Trie,
+    additive_mask,
+    ancestors,
+    common_prefix,
+    crop_to,
+    plan_groups,
+)
 
 if TYPE_CHECKING:
     from pytest_emergent.models.hf import HFBackend
@@ -104,7 +113,10 @@ class CandidateScorer:
                     i: self._prepare(texts[i], list(dict.fromkeys(requests[i].candidates)))
                     for i in order
                 }
-                for group in _plan_groups([(i, preps[i]) for i in order], self.group_size):
+                for group in plan_groups(
+                        [(i, preps[i]) for i in order], self.group_size,
+                        min_shared=_GROUP_SHARED, min_tail=_GROUP_MIN_TAIL, max_nodes=_CHUNK,
+                        max_prompt=_FUSE_MAX):
                     if len(group) == 1:
                         i, prep = group[0]
                         logp = [0.0] * len(prep.trie.token)
@@ -131,7 +143,7 @@ class CandidateScorer:
         self._prefix_ids = []
         self._prefix_cache = None
 
-    def _prepare(self, text: str, candidates: list[str]) -> _Prepared:
+    def _prepare(self, text: str, candidates: list[str]) -> Prepared:
         """Tokenise the prompt and the candidates and build the candidates' trie."""
         backend = self.backend
         prompt = backend.encode(text)
@@ -141,17 +153,17 @@ class CandidateScorer:
         cut = len(prompt)
         for full in fulls.values():
             if full[: len(prompt)] != prompt:
-                cut = min(cut, _common_prefix(prompt, full))
+                cut = min(cut, common_prefix(prompt, full))
         if cut == 0:
             raise BackendError("candidate_probs: the prompt tokenises to nothing")
         paths = {c: list(full[cut:]) for c, full in fulls.items()}
-        trie = _Trie()
+        trie = Trie()
         ends = {c: trie.add(path) for c, path in paths.items()}
         digit_ends = {ends[c] for c in candidates if set(c) <= _DIGITS}
         needed = sorted({n for n in range(len(trie.token)) if trie.children[n]} | digit_ends)
-        return _Prepared(prompt, cut, candidates, paths, trie, ends, digit_ends, needed)
+        return Prepared(prompt, cut, candidates, paths, trie, ends, digit_ends, needed)
 
-    def _finish(self, prep: _Prepared, root: Any, digit_mass: dict[int, float],
+    def _finish(self, prep: Prepared, root: Any, digit_mass: dict[int, float],
                 logp: list[float]) -> CandidateProbs:
         """Candidate probabilities from the root distribution and the trie's readings."""
         trie = prep.trie
@@ -199,7 +211,7 @@ class CandidateScorer:
         return [list(ids) for ids in encoded["input_ids"]]
 
     def _forward(
-        self, context: list[int], trie: _Trie, needed: list[int], logp: list[float]
+        self, context: list[int], trie: Trie, needed: list[int], logp: list[float]
     ) -> tuple[Any, dict[int, float]]:
         """Run the prompt and the needed trie nodes; return the root's log-probabilities.
 
@@ -223,19 +235,19 @@ class CandidateScorer:
         # which earlier positions each needed node may attend to
         allowed = torch.zeros((len(needed), size + len(needed)), dtype=torch.bool)
         allowed[:, :size] = True
-        allowed[:, size:] = _ancestors(trie, needed)
+        allowed[:, size:] = ancestors(trie, needed)
         ids = [trie.token[n] for n in needed]
         positions = [size + trie.depth[n] - 1 for n in needed]
 
         # reuse the previous prompt's cache up to the common prefix; at least one token runs,
         # since the root distribution comes from the prompt's last position
-        past = min(_common_prefix(self._prefix_ids, context), size - 1)
+        past = min(common_prefix(self._prefix_ids, context), size - 1)
         cache = self._prefix_cache
         if cache is None or past <= 0:
             past = 0
             cache = DynamicCache(config=model.config)
         else:
-            _crop_to(cache, past)
+            crop_to(cache, past)
         self._prefix_ids, self._prefix_cache = [], None  # invalid until this pass completes
         rest = size - past
         self.tokens_run += rest
@@ -252,7 +264,7 @@ class CandidateScorer:
             out = model(
                 input_ids=torch.tensor([context[past:] + ids[:first]]),
                 position_ids=torch.tensor([list(range(past, size)) + positions[:first]]),
-                attention_mask=_additive(seen, dtype)[None, None],
+                attention_mask=additive_mask(seen, dtype)[None, None],
                 logits_to_keep=first + 1,
                 **kwargs,
             )
@@ -265,7 +277,7 @@ class CandidateScorer:
             out = model(
                 input_ids=torch.tensor([context[past:]]),
                 position_ids=torch.tensor([list(range(past, size))]),
-                attention_mask=_additive(seen, dtype)[None, None],
+                attention_mask=additive_mask(seen, dtype)[None, None],
                 logits_to_keep=1,
                 **kwargs,
             )
@@ -278,17 +290,17 @@ class CandidateScorer:
             out = model(
                 input_ids=torch.tensor([ids[start:stop]]),
                 position_ids=torch.tensor([positions[start:stop]]),
-                attention_mask=_additive(allowed[start:stop, : size + stop], dtype)[None, None],
+                attention_mask=additive_mask(allowed[start:stop, : size + stop], dtype)[None, None],
                 **kwargs,
             )
             self._read_rows(out.logits[0].float(), needed[start:stop], trie, logp, digit_mass)
         # keep only the prompt's keys and values: the trie nodes are this request's own
-        _crop_to(cache, size)
+        crop_to(cache, size)
         self._prefix_ids, self._prefix_cache = list(context), cache
         return torch.log_softmax(root_logits, dim=-1), digit_mass
 
     def _forward_rows(
-        self, group: list[_Prepared]
+        self, group: list[Prepared]
     ) -> list[tuple[Any, dict[int, float], list[float]]]:
         """Several requests with one trie in one pass: their common prompt prefix once (from
         the kept cache where it matches), then each request's own tail and trie as one row.
@@ -304,14 +316,14 @@ class CandidateScorer:
         model = self.backend.model
         dtype = next(model.parameters()).dtype
         contexts = [p.context for p in group]
-        shared = min(min(_common_prefix(contexts[0], c) for c in contexts),
+        shared = min(min(common_prefix(contexts[0], c) for c in contexts),
                      min(len(c) for c in contexts) - 1)
-        past = min(_common_prefix(self._prefix_ids, contexts[0]), shared)
+        past = min(common_prefix(self._prefix_ids, contexts[0]), shared)
         cache = self._prefix_cache
         if cache is None or past <= 0:
             past, cache = 0, DynamicCache(config=model.config)
         else:
-            _crop_to(cache, past)
+            crop_to(cache, past)
         self._prefix_ids, self._prefix_cache = [], None
         kwargs = {"use_cache": True, self.backend.cache_kw: cache}
         if past < shared:  # the rest of the shared prefix, once, at batch 1
@@ -324,7 +336,7 @@ class CandidateScorer:
 
         trie, needed = group[0].trie, group[0].needed
         nodes, width = len(needed), max(len(t) for t in tails)
-        ancestors = _ancestors(trie, needed)
+        tree = ancestors(trie, needed)
         node_ids = [trie.token[n] for n in needed]
         rows, positions = [], []
         seen = torch.zeros((len(group), width + nodes, shared + width + nodes), dtype=torch.bool)
@@ -337,10 +349,10 @@ class CandidateScorer:
             keys = slice(shared + pad, shared + width)
             seen[g, pad:width, keys] = torch.ones((len(tail), len(tail)), dtype=torch.bool).tril()
             seen[g, width:, keys] = True
-            seen[g, width:, shared + width:] = ancestors
+            seen[g, width:, shared + width:] = tree
         cache.batch_repeat_interleave(len(group))
         out = model(input_ids=torch.tensor(rows), position_ids=torch.tensor(positions),
-                    attention_mask=_additive(seen, dtype)[:, None], logits_to_keep=nodes + 1,
+                    attention_mask=additive_mask(seen, dtype)[:, None], logits_to_keep=nodes + 1,
                     **kwargs)
         logits = out.logits.float()
         results = []
@@ -351,7 +363,7 @@ class CandidateScorer:
             results.append((torch.log_softmax(logits[g, 0], dim=-1), digit_mass, logp))
         # keep the common prefix (one row of it) for the next request
         cache.batch_select_indices(torch.tensor([0]))
-        _crop_to(cache, shared)
+        crop_to(cache, shared)
         self._prefix_ids, self._prefix_cache = list(contexts[0][:shared]), cache
         return results
 
@@ -359,7 +371,7 @@ class CandidateScorer:
         self,
         logits: Any,
         nodes: list[int],
-        trie: _Trie,
+        trie: Trie,
         logp: list[float],
         digit_mass: dict[int, float],
     ) -> None:
@@ -430,125 +442,3 @@ class CandidateScorer:
             tok = self.backend.tokenizer
             self._token_texts = [str(tok.decode([i])) for i in range(size)]
         return self._token_texts
-
-
-class _Trie:
-    """Token trie over candidate paths; node ids are creation order (parents first)."""
-
-    def __init__(self) -> None:
-        self.token: list[int] = []
-        self.parent: list[int] = []
-        self.depth: list[int] = []
-        self.children: list[dict[int, int]] = []
-        self.root_children: dict[int, int] = {}
-
-    def add(self, path: list[int]) -> int:
-        """Insert `path` and return the id of its last node."""
-        if not path:
-            raise BackendError("candidate_probs: a candidate added no tokens to the prompt")
-        node = -1
-        for tok in path:
-            kids = self.root_children if node < 0 else self.children[node]
-            if tok not in kids:
-                kids[tok] = len(self.token)
-                self.token.append(tok)
-                self.parent.append(node)
-                self.depth.append(1 if node < 0 else self.depth[node] + 1)
-                self.children.append({})
-            node = kids[tok]
-        return node
-
-
-def _ancestors(trie: _Trie, needed: list[int]) -> Any:
-    """needed x needed: which needed nodes each one may attend to (itself and its ancestors;
-    trie parents precede children, so the ancestors of a needed node are all needed)."""
-    import torch
-
-    index = {node: j for j, node in enumerate(needed)}
-    mask = torch.zeros((len(needed), len(needed)), dtype=torch.bool)
-    for j, node in enumerate(needed):
-        walk = node
-        while walk >= 0:
-            mask[j, index[walk]] = True
-            walk = trie.parent[walk]
-    return mask
-
-
-def _additive(allowed: Any, dtype: Any) -> Any:
-    """A boolean "may attend" matrix as the additive float mask attention layers take."""
-    import torch
-
-    return torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
-
-
-def _crop_to(cache: Any, keep: int) -> None:
-    """Cut a DynamicCache back to its first `keep` tokens (either `crop` signature)."""
-    import inspect
-
-    params = inspect.signature(cache.crop).parameters
-    if "tokens_to_remove" in params:  # transformers 5.x: crop(-n) removes n tokens
-        remove = int(cache.get_seq_length()) - keep
-        if remove > 0:
-            cache.crop(-remove)
-    else:  # transformers 4.x: crop(max_length)
-        cache.crop(keep)
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-class _Prepared:
-    """A request ready to score: its tokens, where the shared context ends, and its trie."""
-
-    def __init__(self, prompt: list[int], cut: int, candidates: list[str],
-                 paths: dict[str, list[int]], trie: _Trie, ends: dict[str, int],
-                 digit_ends: set[int], needed: list[int]) -> None:
-        self.prompt, self.cut, self.candidates, self.paths = prompt, cut, candidates, paths
-        self.trie, self.ends, self.digit_ends, self.needed = trie, ends, digit_ends, needed
-        self.context = prompt[:cut]
-        # requests with equal signatures have identical tries (tokens, parents, needed nodes)
-        self.signature = (tuple(trie.token), tuple(trie.parent), tuple(needed),
-                          tuple(prompt[cut:]))
-
-
-def _plan_groups(
-    preps: list[tuple[int, _Prepared]], size: int
-) -> list[list[tuple[int, _Prepared]]]:
-    """Split requests (in prompt order) into groups that run as rows of one pass.
-
-    A run is a stretch of neighbours with one trie that share at least `_GROUP_SHARED` of
-    their prompt tokens with the run's first request (one template and question, typically).
-    Inside a run, requests are grouped by prompt length, so rows pad little; a group's
-    tails and trie must fit one pass. Everything else runs alone.
-    """
-    runs: list[list[tuple[int, _Prepared]]] = []
-    for item in preps:
-        prep = item[1]
-        if runs:
-            first = runs[-1][0][1]
-            shared = _common_prefix(first.context, prep.context)
-            if (size > 1 and prep.signature == first.signature
-                    and shared >= _GROUP_SHARED * max(len(first.context), len(prep.context))):
-                runs[-1].append(item)
-                continue
-        runs.append([item])
-    groups: list[list[tuple[int, _Prepared]]] = []
-    for run in runs:
-        run = sorted(run, key=lambda item: (len(item[1].context), item[0]))
-        for start in range(0, len(run), size):
-            group = run[start:start + size]
-            contexts = [p.context for _, p in group]
-            shared = min(_common_prefix(contexts[0], c) for c in contexts)
-            tail = sum(len(c) - shared for c in contexts) / len(contexts)
-            if (len(group) == 1 or tail < _GROUP_MIN_TAIL or len(group[0][1].needed) > _CHUNK
-                    or max(len(c) for c in contexts) > _FUSE_MAX):
-                groups.extend([[item] for item in group])
-            else:
-                groups.append(group)
-    return groups
