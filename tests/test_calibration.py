@@ -285,3 +285,20 @@ def test_plugin_calibration_of_other_questions_is_an_error(pytester: pytest.Pyte
     result = pytester.runpytest(*_args("--em-calibrate-judge", "other.yaml"))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*other.yaml: no labelled answers to the questions of*q.yaml*"])
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_each_calibrated_file_writes_its_own_report(pytester: pytest.Pytester,
+                                                    workers: list[str]) -> None:
+    _calibration_project(pytester, GOOD_JUDGE)
+    (pytester.path / "sub").mkdir()
+    (pytester.path / "sub" / "q2.yaml").write_text(QUESTIONS, encoding="utf-8")
+    result = pytester.runpytest(*_args("--em-calibrate-judge", "cal.yaml", "--em-report", "rep"),
+                                "sub/q2.yaml", *workers)
+    result.assert_outcomes(passed=2)
+    written = sorted(p.name for p in (pytester.path / "rep").iterdir())
+    assert written == ["calibration-q.json", "calibration-q_samples.jsonl",
+                       "calibration-sub-q2.json", "calibration-sub-q2_samples.jsonl"]
+    for name in ("calibration-q.json", "calibration-sub-q2.json"):
+        data = json.loads((pytester.path / "rep" / name).read_text())
+        assert data["answers"] == 7 and data["metrics"]["aligned"]["auroc"] == 1.0

@@ -94,12 +94,14 @@ def calibrate_questions(
     source: Path,
     report_dir: Path | None = None,
     root: Path | None = None,
+    report_name: str = "calibration",
 ) -> CalibrationReport:
-    """Measure `judge` on `items` with the judge prompts of `questions`; store and write."""
+    """Measure `judge` on `items` with the judge prompts of `questions`; store, and write
+    `<report_name>.json` and `<report_name>_samples.jsonl` into `report_dir`."""
     prompts = judge_prompts_for(items, questions, str(source))
     report = measure(items, judge, prompts, definition, source=source.name)
     if report_dir is not None:
-        write_report(report, report_dir)
+        write_report(report, report_dir, report_name)
     if root is not None:
         save_agreement(report, root)
     return report

@@ -467,12 +467,13 @@ def format_report(report: CalibrationReport | Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def write_report(report: CalibrationReport, directory: Path) -> list[Path]:
-    """`calibration.json` (figures) and `calibration_samples.jsonl` (every judgment)."""
+def write_report(report: CalibrationReport, directory: Path,
+                 name: str = "calibration") -> list[Path]:
+    """`<name>.json` (figures) and `<name>_samples.jsonl` (every judgment)."""
     directory.mkdir(parents=True, exist_ok=True)
-    summary = directory / "calibration.json"
+    summary = directory / f"{name}.json"
     summary.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    rows = directory / "calibration_samples.jsonl"
+    rows = directory / f"{name}_samples.jsonl"
     rows.write_text("".join(json.dumps(r) + "\n" for r in report.rows), encoding="utf-8")
     return [summary, rows]
 

@@ -7,7 +7,9 @@ Items are real `pytest.Function`s built from plain functions, so fixtures resolv
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,13 +99,28 @@ def _run_calibration(request: pytest.FixtureRequest) -> None:
                     pytrace=False)
     report = calibrate_questions(items, run.judge_only(), qfile.questions,
                                  definition=run.options.definition, source=path,
-                                 report_dir=settings.report_dir, root=run.calibration_root())
+                                 report_dir=settings.report_dir, root=run.calibration_root(),
+                                 report_name=_calibration_name(request))
     run.calibrations.append(report)
     request.node.user_properties.extend(
         (f"em_judge_{m}_auroc", a.auroc) for m, a in report.metrics.items())
     weak = report.weaknesses()
     if weak:
         pytest.fail("\n".join(format_report(report)), pytrace=False)
+
+
+def _calibration_name(request: pytest.FixtureRequest) -> str:
+    """`calibration` when the session calibrates one question file; with several, one name
+    per file (`calibration-evals-core`), so no file's report overwrites another's. Every
+    xdist worker collects the whole session, so all of them agree on the names."""
+    files = [item for item in request.session.items if item.name == CALIBRATE_NAME]
+    if len(files) <= 1:
+        return "calibration"
+    path = Path(request.node.path)
+    with contextlib.suppress(ValueError):  # a file outside the rootdir keeps its full path
+        path = path.relative_to(request.config.rootpath)
+    slug = re.sub(r"[^A-Za-z0-9_.]+", "-", str(path.with_suffix(""))).strip("-")
+    return f"calibration-{slug}"
 
 
 class QuestionSetFile(pytest.File):
