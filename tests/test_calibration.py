@@ -302,3 +302,6 @@ def test_each_calibrated_file_writes_its_own_report(pytester: pytest.Pytester,
     for name in ("calibration-q.json", "calibration-sub-q2.json"):
         data = json.loads((pytester.path / "rep" / name).read_text())
         assert data["answers"] == 7 and data["metrics"]["aligned"]["auroc"] == 1.0
+    # the summary prints both files' figures, also when workers measured them
+    out = result.stdout.str()
+    assert out.count("judge calibration: fake:fake.yaml on cal.yaml (7 answers, betley)") == 2

@@ -101,7 +101,7 @@ def _run_calibration(request: pytest.FixtureRequest) -> None:
                                  definition=run.options.definition, source=path,
                                  report_dir=settings.report_dir, root=run.calibration_root(),
                                  report_name=_calibration_name(request))
-    run.calibrations.append(report)
+    run.calibrations.append((str(qfile.path), report))
     request.node.user_properties.extend(
         (f"em_judge_{m}_auroc", a.auroc) for m, a in report.metrics.items())
     weak = report.weaknesses()

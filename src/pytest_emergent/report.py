@@ -40,7 +40,7 @@ def summary_lines(run: EvalRun) -> list[str]:
     if run.calibrations:
         from pytest_emergent.calibration import format_report
 
-        return [line for report in run.calibrations for line in format_report(report)]
+        return [line for _path, report in run.calibrations for line in format_report(report)]
     if not run.results and run.error is None:
         return []
     lines: list[str] = []

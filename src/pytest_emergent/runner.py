@@ -74,8 +74,9 @@ class EvalRun:
     judge_backend: Backend | None = None
     error: BaseException | None = None
     seconds: float = 0.0
-    #: judge calibrations run this session (`--em-calibrate-judge`)
-    calibrations: list[Any] = field(default_factory=list)
+    #: judge calibrations run this session (`--em-calibrate-judge`): (question file, report
+    #: or, merged from xdist workers, its `to_dict()`)
+    calibrations: list[tuple[str, Any]] = field(default_factory=list)
     #: the questions evaluated together with the ones an item needs; None means the whole
     #: selection in one batch. An xdist worker narrows it to its own queue (xdist_merge.py).
     batch: Callable[[], Sequence[Question]] | None = None

@@ -17,6 +17,10 @@ Under ``-n N`` every worker collects every item but runs only the ones xdist han
   aggregates the workers ran, and restores the single-process order. Its `EvalRun` then
   writes the one summary.json, samples.jsonl and terminal table as without xdist.
 
+- In calibration mode (``--em-calibrate-judge``) each ``_calibrate_judge`` item writes its
+  own report files; its figures go to the controller in the same payload, so the terminal
+  prints every file's calibration in collection order, as one process would.
+
 junit properties need nothing here: items append them to ``item.user_properties`` and xdist
 sends those with each report to the controller's junit writer.
 """
@@ -42,7 +46,7 @@ from pytest_emergent.evaluate import (
     decide,
     summarise_question,
 )
-from pytest_emergent.items import AGGREGATE_NAME, file_key, question_key
+from pytest_emergent.items import AGGREGATE_NAME, CALIBRATE_NAME, file_key, question_key
 from pytest_emergent.judge import JudgeScore
 from pytest_emergent.models.base import (
     Backend,
@@ -57,7 +61,7 @@ from pytest_emergent.runner import EvalRun, FileResult
 #: the key of our entry in ``config.workeroutput``
 OUTPUT_KEY = "emergent"
 #: bumped when the payload changes shape
-PAYLOAD_FORMAT = 1
+PAYLOAD_FORMAT = 2
 
 Key = tuple[str, str]  # (source file, question id), as in `EvalRun.results`
 
@@ -144,6 +148,8 @@ def _order(items: Iterable[pytest.Item]) -> Iterable[list[str]]:
             yield ["q", str(q.source), q.id]
         elif file_key in item.stash and item.name == AGGREGATE_NAME:
             yield ["agg", str(item.stash[file_key].path)]
+        elif file_key in item.stash and item.name == CALIBRATE_NAME:
+            yield ["cal", str(item.stash[file_key].path)]
 
 
 def _backend_info(backend: Backend | None) -> dict[str, Any] | None:
@@ -178,6 +184,8 @@ def worker_payload(run: EvalRun, *, order: Sequence[Sequence[str]], ran: Sequenc
         ],
         "files": [{"file": path, "questions": list(f.question_ids)}
                   for path, f in run.file_results.items()],
+        "calibrations": [{"file": path, "report": report if isinstance(report, dict)
+                          else report.to_dict()} for path, report in run.calibrations],
         "seconds": run.seconds,
         "error": None if run.error is None else f"{type(run.error).__name__}: {run.error}",
         "model": _backend_info(run.model_backend),
@@ -288,6 +296,7 @@ class Merger:
     files: dict[str, tuple[str, ...]] = field(default_factory=dict)
     payloads: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    calibrations: dict[str, dict[str, Any]] = field(default_factory=dict)
     _qfiles: dict[str, QuestionFile] = field(default_factory=dict)
 
     def add(self, payload: Mapping[str, Any], *, worker: str = "worker") -> None:
@@ -311,6 +320,8 @@ class Merger:
                                            entry.get("early_stop"), owned)
         for entry in payload["files"]:
             self.files.setdefault(str(entry["file"]), tuple(entry["questions"]))
+        for entry in payload.get("calibrations") or []:
+            self.calibrations[str(entry["file"])] = dict(entry["report"])
         if payload.get("error"):
             self.errors.append(f"{worker}: {payload['error']}")
 
@@ -363,6 +374,10 @@ class Merger:
                                             self.files[path])
         run.results = results
         run.file_results = file_results
+        # calibrations in collection order, as one process would have run them
+        cal_paths = [e[1] for e in self.order if e[0] == "cal"]
+        run.calibrations = [(p, self.calibrations[p]) for p in cal_paths
+                            if p in self.calibrations]
         run.seconds = sum(float(p.get("seconds") or 0.0) for p in self.payloads)
         if self.errors:
             run.error = EmergentError("; ".join(self.errors))
