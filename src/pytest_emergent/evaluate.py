@@ -472,6 +472,7 @@ def _evaluate_in_rounds(
 
 def _summary_so_far(question: Question, records: list[SampleRecord],
                     options: EvalOptions) -> RateSummary:
+    """Categorise `records` and summarise them (for progress lines and early looks)."""
     for r in records:
         r.category = categorise(question, r, options.definition)
     return summarise_question(question, records, options)[0]
@@ -486,9 +487,7 @@ def _early(
         return None
     looks = len(early_stop_looks(planned, max(1, options.early_stop_round)))
     level = sequential_confidence(options.confidence, looks)
-    for r in records:
-        r.category = categorise(question, r, options.definition)
-    summary, _labels = summarise_question(question, records, replace(options, confidence=level))
+    summary = _summary_so_far(question, records, replace(options, confidence=level))
     return early_decision(summary, threshold)
 
 
