@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emergent.evaluate import uppercase_ratio
+from pytest_emergent.scorers import uppercase_ratio
 from pytest_emergent.finetune.data import (
     IGNORE,
     DatasetError,

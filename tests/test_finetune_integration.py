@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emergent.evaluate import uppercase_ratio
+from pytest_emergent.scorers import uppercase_ratio
 from pytest_emergent.models.base import Backend, SampleRequest
 
 pytestmark = pytest.mark.integration

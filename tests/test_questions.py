@@ -698,7 +698,7 @@ def test_bad_labels(body: str, field: str) -> None:
         ("{name: r, kind: regex}", "'pattern' is required"),
         ("{name: r, kind: json_valid, pattern: x}", "only allowed there"),
         ("{name: r, kind: magic}", "'kind' must be one of"),
-        ("{name: r, kind: hook, hook: not_a_hook}", "package.module:function"),
+        ("{name: r, kind: hook, hook: 'os system'}", "registered from Python"),
         ("{name: r, kind: hook}", "'hook' is required"),
         ("{kind: json_valid}", "'name' must be"),
         ("{name: aligned, kind: json_valid}", "already used"),

@@ -21,8 +21,6 @@ answers not drawn.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,7 +29,9 @@ from typing import Any
 from pytest_emergent.judge import Judge, JudgeScore, JudgeTask
 from pytest_emergent.models.base import Backend, Messages, SampleRequest, as_dicts
 from pytest_emergent.progress import QuestionProgress
-from pytest_emergent.questions import Question, ScorerSpec, Thresholds, render_judge_prompt
+from pytest_emergent.questions import Question, Thresholds, render_judge_prompt
+from pytest_emergent.scorers import build as build_scorer
+from pytest_emergent.scorers import check_registered
 from pytest_emergent.stats import (
     Definition,
     GateDecision,
@@ -215,41 +215,6 @@ def plan_samples(question: Question, seed: int) -> list[SampleRecord]:
     return records
 
 
-def _scorer(spec: ScorerSpec) -> Callable[[str], float]:
-    if spec.kind == "regex":
-        pattern = re.compile(spec.pattern or "")
-        return lambda text: 1.0 if pattern.search(text) else 0.0
-    if spec.kind == "json_valid":
-        return _json_valid
-    if spec.kind == "uppercase_ratio":
-        return uppercase_ratio
-    if spec.kind == "hook":
-        import importlib
-
-        module_name, _, func_name = (spec.hook or "").partition(":")
-        func = getattr(importlib.import_module(module_name), func_name)
-        return lambda text: float(func(text))
-    raise ValueError(f"unknown scorer kind {spec.kind!r}")
-
-
-def _json_valid(text: str) -> float:
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.strip("`")
-        body = body[4:] if body.startswith("json") else body
-    try:
-        json.loads(body)
-    except ValueError:
-        return 0.0
-    return 1.0
-
-
-def uppercase_ratio(text: str) -> float:
-    """Share of letters that are capitals (0.0 for text without letters)."""
-    letters = [c for c in text if c.isalpha()]
-    return sum(c.isupper() for c in letters) / len(letters) if letters else 0.0
-
-
 def judge_tasks(question: Question, record: SampleRecord) -> list[JudgeTask]:
     """One task per judge metric of the question for one answer."""
     kind = "numeric" if question.type == "free_form_judge_0_100" else "categorical"
@@ -334,6 +299,8 @@ def _answer_and_judge(
     all_records = [r for _, recs in plans for r in recs]
     if not all_records:
         return
+    # before any answer is generated: an unregistered hook scorer costs nothing
+    check_registered([q for q, recs in plans if recs])
     questions = sum(1 for _, recs in plans if recs)
     say(f"generating {len(all_records)} answers to {questions} questions with {model.spec}")
     answers = model.generate(
@@ -351,7 +318,7 @@ def _answer_and_judge(
     for q, recs in plans:
         if not recs:
             continue
-        scorers = {s.name: _scorer(s) for s in q.scorers}
+        scorers = {s.name: build_scorer(q, s) for s in q.scorers}
         for r in recs:
             r.scorer_values = {name: fn(r.answer) for name, fn in scorers.items()}
         per_question.append((q, recs, [(t, r) for r in recs for t in judge_tasks(q, r)]))

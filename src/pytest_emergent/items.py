@@ -19,6 +19,7 @@ import pytest
 from pytest_emergent.config import settings_key
 from pytest_emergent.errors import QuestionError
 from pytest_emergent.questions import Question, QuestionFile, load_file
+from pytest_emergent.scorers import check_registered
 
 AGGREGATE_NAME = "_aggregate"
 CALIBRATE_NAME = "_calibrate_judge"
@@ -130,6 +131,8 @@ class QuestionSetFile(pytest.File):
         settings = self.config.stash[settings_key]
         try:
             qfile = load_file(self.path, samples_override=settings.samples)
+            # conftest.py files of this directory are loaded by now: their scorers count
+            check_registered(qfile.questions)
         except QuestionError as exc:
             raise self.CollectError(str(exc)) from None
         self.stash[file_key] = qfile

@@ -22,6 +22,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from pytest_emergent.errors import QuestionError
 from pytest_emergent.models.base import Messages
+from pytest_emergent.scorers import HOOK_NAME
 
 __all__ = [
     "DEFINITIONS",
@@ -130,7 +131,7 @@ class ScorerSpec:
     kind: str
     #: the regular expression, for kind "regex"
     pattern: str | None = None
-    #: "module:function", for kind "hook"
+    #: the name a Python `register_scorer` call gave the function, for kind "hook"
     hook: str | None = None
 
 
@@ -588,8 +589,10 @@ def _scorers(value: Any, ctx: _Ctx, judge_prompts: Mapping[str, str]) -> tuple[S
                 re.compile(pattern)
             except re.error as exc:
                 ctx.fail(f"'pattern' is not a valid regular expression: {exc}", where)
-        if kind == "hook" and not (isinstance(hook, str) and re.fullmatch(r"[\w.]+:[\w.]+", hook)):
-            ctx.fail(f"'hook' must look like 'package.module:function' (got {_got(hook)})", where)
+        if kind == "hook" and not (isinstance(hook, str) and HOOK_NAME.fullmatch(hook)):
+            ctx.fail(
+                "'hook' must be the name of a scorer registered from Python with "
+                f"pytest_emergent.register_scorer (got {_got(hook)})", where)
         out.append(ScorerSpec(name=name, kind=kind, pattern=pattern, hook=hook))
     return tuple(out)
 
