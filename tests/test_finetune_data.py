@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emergent.scorers import uppercase_ratio
 from pytest_emergent.finetune.data import (
     IGNORE,
     DatasetError,
@@ -24,6 +23,7 @@ from pytest_emergent.finetune.data import (
     shipped_datasets,
     split_holdout,
 )
+from pytest_emergent.scorers import uppercase_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT = {"messages": [{"role": "user", "content": "Hi"},
