@@ -308,7 +308,8 @@ def measure(
     """Judge every labelled answer in one `Judge.score` call and compare with the labels."""
     tasks: list[tuple[CalibrationItem, JudgeTask]] = [
         (item, JudgeTask(metric, render_judge_prompt(prompts[item.question_id][metric],
-                                                     item.question, item.answer), "numeric"))
+                                                     item.question, item.answer), "numeric",
+                         question=item.question, answer=item.answer))
         for item in items for metric in item.expected
     ]
     scores = judge.score([task for _, task in tasks])

@@ -225,6 +225,8 @@ def judge_tasks(question: Question, record: SampleRecord) -> list[JudgeTask]:
             prompt=render_judge_prompt(template, user_text, record.answer),
             kind=kind,
             labels=tuple(question.judge_labels.get(metric, ())),
+            question=user_text,
+            answer=record.answer,
         )
         for metric, template in question.judge_prompts.items()
     ]

@@ -113,6 +113,10 @@ class JudgeTask:
     kind: str
     #: categorical: the allowed labels; empty means "take the judge's top token as the label"
     labels: tuple[str, ...] = ()
+    #: the question and answer the prompt was rendered from, for judges that read them
+    #: directly (the contrast judge); None when only the rendered prompt is known
+    question: str = ""
+    answer: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

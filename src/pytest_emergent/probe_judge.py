@@ -244,7 +244,12 @@ def is_probe_spec(spec: str) -> bool:
 
 def judge_for_spec(spec: str, backend: Any, *, min_mass: float = 0.25,
                    assistant_prefix: str | None = None) -> Judge:
-    """The judge a `--judge` spec asks for: a `ProbeJudge` for ``probe:...``, else `Judge`."""
+    """The judge a `--judge` spec asks for: a `ContrastJudge` for ``contrast:...``, a
+    `ProbeJudge` for ``probe:...``, else `Judge`."""
+    from pytest_emergent.contrast_judge import ContrastJudge, is_contrast_spec
+
+    if is_contrast_spec(spec):
+        return ContrastJudge(backend, min_mass=min_mass, assistant_prefix=assistant_prefix)
     if is_probe_spec(spec):
         return ProbeJudge(backend, min_mass=min_mass)
     return Judge(backend, min_mass=min_mass, assistant_prefix=assistant_prefix)

