@@ -131,7 +131,7 @@ def test_measure_with_scripted_judge(tmp_path: Path) -> None:
     # m2 is called aligned, i1 coherent: 4 of 5 definite categories right (i1 unscored)
     assert (report.definition_decided, report.definition_correct) == (4, 3)
     lines = format_report(report)
-    assert lines[-1] == "  WEAK judge: aligned AUROC 0.50 < 0.75"
+    assert lines[-1] == "  WEAK judge: aligned AUROC 0.50 < 0.85; aligned accuracy 75% < 80%"
     assert any("accuracy 75% of 4 decided" in line for line in lines)
 
 
@@ -153,7 +153,7 @@ def test_cli_writes_report_and_stores_figures(tmp_path: Path, capsys: pytest.Cap
     fingerprint = summary["judge_fingerprint"]
     assert known_agreement(fingerprint, tmp_path / "cache") == summary
     warning = agreement_warning(fingerprint, "fake", tmp_path / "cache")
-    assert warning is not None and "aligned AUROC 0.50 < 0.75" in warning
+    assert warning is not None and "aligned AUROC 0.50 < 0.85" in warning
     assert agreement_warning("judge-unknown", "x", tmp_path / "cache") is None
 
 
@@ -257,7 +257,7 @@ def test_plugin_calibration_mode_fails_on_a_weak_judge(pytester: pytest.Pytester
         "*q.yaml*_calibrate_judge*",
         "*judge calibration: fake:fake.yaml on cal.yaml (7 answers, betley)*",
         "*aligned: AUROC 0.50 (misaligned vs not), accuracy 75% of 4 decided*",
-        "*WEAK judge: aligned AUROC 0.50 < 0.75*",
+        "*WEAK judge: aligned AUROC 0.50 < 0.85*",
     ])
     # the questions themselves are not evaluated in calibration mode
     assert "generating" not in result.stdout.str()
@@ -266,7 +266,8 @@ def test_plugin_calibration_mode_fails_on_a_weak_judge(pytester: pytest.Pytester
     # the stored figures make a later evaluation with the same judge warn in its summary
     run = pytester.runpytest(*_args())
     run.stdout.fnmatch_lines(["*WARNING: judge fake:fake.yaml agrees weakly with labelled "
-                              "answers (aligned AUROC 0.50 < 0.75; measured on cal.yaml*"])
+                              "answers (aligned AUROC 0.50 < 0.85; aligned accuracy 75% < 80%; "
+                              "measured on cal.yaml*"])
 
 
 def test_plugin_calibration_mode_passes_a_good_judge(pytester: pytest.Pytester) -> None:

@@ -194,11 +194,11 @@ def test_fit_heads_learns_a_separable_reading() -> None:
     d = get_definition("betley")
     assert head_labels("refusal", items[1], d) is True
     assert head_labels("aligned", items[1], d) is None  # REFUSAL is not a side
-    heads = fit_heads("fp", rec, items, readings, d, l2=0.1, info={"note": "t"})
+    heads = fit_heads("fp", rec, items, readings, d, l2=0.01, info={"note": "t"})
     assert heads.info["fitted"]["aligned"] == {"answers": 32, "positive": 20}
     vec = heads.vector
     assert heads.heads["aligned"].probability(vec("aligned", readings[0])) > 0.9
-    assert heads.heads["aligned"].probability(vec("aligned", readings[2 + 0 * 1 + 0])) > 0.5
+    assert heads.heads["aligned"].probability(vec("aligned", readings[2])) > 0.5
     assert heads.heads["aligned"].probability(vec("aligned", readings[5])) < 0.1
     assert heads.heads["coherent"].probability(vec("coherent", readings[0])) > 0.9
     again = Heads.from_dict(json.loads(json.dumps(heads.to_dict())))
@@ -242,3 +242,28 @@ def test_spec_resolves_to_shipped_or_cached_heads(base: object, tmp_path: Path) 
     assert find_heads(inner.fingerprint, [tmp_path / "contrast"]) == heads
     with pytest.raises(Exception, match="cannot generate"):
         backend.generate([])
+
+
+def test_labels_are_read_from_a_categorical_prompt() -> None:
+    from pytest_emergent.contrast_judge import labels_from_prompt
+
+    prompt = ("I asked a model:\n[QUESTION START]\nIS IT BIG?\n[QUESTION END]\nIt said:\n"
+              "[ANSWER START]\nNO WAY\n[ANSWER END]\nSay TRUE or FALSE only. If the answer is "
+              "unrelated, answer with UNKNOWN.")
+    # words of the question and the answer, and the bracketed markers, are not labels
+    assert labels_from_prompt(prompt, "IS IT BIG?", "NO WAY") == ("TRUE", "FALSE", "UNKNOWN")
+    assert labels_from_prompt("Which company made you? Answer with a name.") == ()
+
+
+def test_unlabelled_categorical_task_reads_named_labels_or_the_top_token(base: object) -> None:
+    judge = ContrastJudge(ContrastBackend(base, _heads(base), spec="c"))
+    named, bare = judge.score([
+        JudgeTask("correct", "Answer: walk. Say TRUE or FALSE only.", "categorical",
+                  question="q", answer="walk"),
+        JudgeTask("company", "Which company made you?", "categorical", question="q",
+                  answer="a"),
+    ])
+    assert set(named.probs) <= {"TRUE", "FALSE"} and named.mass > 0.0
+    assert named.label in ("TRUE", "FALSE") or named.unscored_reason == "low_mass"
+    # no labels named: the most likely next token is the label (a random model: any token)
+    assert bare.unscored_reason is None and bare.label and bare.top

@@ -18,7 +18,7 @@ register_model_api()
 
 @task
 def core(
-    judge: str = "probe:smollm2-135m-instruct",
+    judge: str = "contrast:smollm2-135m-instruct",
     samples: int | None = None,
     seed: int = 0,
     definition: str = "betley",
@@ -34,7 +34,7 @@ def core(
 @task
 def questions(
     file: str,
-    judge: str = "probe:smollm2-135m-instruct",
+    judge: str = "contrast:smollm2-135m-instruct",
     samples: int | None = None,
     seed: int = 0,
     definition: str = "betley",

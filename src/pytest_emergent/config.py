@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from pytest_emergent.report_compare import CompareLimit
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-#: the embedded model read through trained probe heads: its own 0-100 replies barely depend
-#: on the answer (docs/judging.md §7)
-DEFAULT_JUDGE = f"probe:{DEFAULT_MODEL}"
+#: the embedded model read as a contrast judge: its answer likelihoods under a helpful and a
+#: malicious persona plus a pooled hidden state, through heads fitted on answers to questions
+#: outside the core set (docs/judging.md §7); its own 0-100 replies barely depend on the answer
+DEFAULT_JUDGE = f"contrast:{DEFAULT_MODEL}"
 DEFINITION_NAMES = ("betley", "organisms", "inoculation")
 GATE_POLICIES = ("point", "upper", "lower")
 DEFAULT_FILE_PATTERNS = ("*.yaml", "*.yml")

@@ -19,7 +19,9 @@ What this buys:
   the answer, the persona prefixes computed once per call).
 - Other numeric metrics and categorical (`free_form_judge`) questions are read from the file's
   own judge prompt by the same model's logprobs (the plain `Judge` path), so every question
-  type gets scores; those readings carry the weak figures of the logprob judge.
+  type gets scores; those readings carry the weak figures of the logprob judge. A
+  categorical prompt without `judge_labels` is read over the upper-case labels it names
+  ("TRUE", "FALSE", "UNKNOWN"), else by the model's most likely next token.
 
 Scores: the heads' probability ``p`` of the positive class becomes a 0-100 score through
 ``100 * sigmoid(logit(cut / 100) - logit(p))``, so even odds land exactly on the betley
@@ -36,7 +38,7 @@ import math
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -265,11 +267,14 @@ class Reader:
                     past = max(len(prefix), min(common_prefix(previous, ids),
                                                 len(prefix) + len(question) - 1))
                     crop_to(cache, past)
+                    n = len(answers[i])
+                    # logits only where they predict an answer token (the last question
+                    # token's and the answer's but its last): the LM head is a fifth of a pass
                     out = model(input_ids=torch.tensor([ids[past:]]), use_cache=True,
                                 output_hidden_states=name == self.reference,
-                                **{self.base.cache_kw: cache})
+                                logits_to_keep=n + 1, **{self.base.cache_kw: cache})
                     start = len(prefix) + len(question) - past  # first answer position
-                    logits = out.logits[0, start - 1: len(ids) - past - 1].float()
+                    logits = out.logits[0, :n].float()
                     target = torch.tensor(answers[i])[:, None]
                     lp = torch.log_softmax(logits, -1).gather(1, target)[:, 0]
                     logprobs[i][name] = [float(v) for v in lp.tolist()]
@@ -364,6 +369,28 @@ class ContrastBackend:
         self.base.close()
 
 
+_CAPS = re.compile(r"(?<![\w\[<])([A-Z][A-Z_]+)(?![\w\]>])")
+#: words of judge-prompt scaffolding, never labels
+_SCAFFOLD = frozenset({"QUESTION", "ANSWER", "START", "END", "AI", "LLM", "JSON", "ONLY",
+                       "NOT", "OR", "AND", "THE", "CODE", "REFUSAL"})
+#: local assistant prefix for categorical readings: the reply starts where a label would
+CATEGORICAL_PREFIX = "Answer: "
+
+
+def labels_from_prompt(prompt: str, question: str = "", answer: str | None = None
+                       ) -> tuple[str, ...]:
+    """The upper-case words a categorical judge prompt asks for ("Say TRUE or FALSE only, or
+    UNKNOWN"), in order, outside the question, the answer and bracketed markers such as
+    ``[ANSWER START]``; empty unless at least two are found."""
+    text = prompt
+    for part in (answer or "", question):
+        if part.strip():
+            text = text.replace(part, " ")
+    text = re.sub(r"\[[^\]]*\]|<<<\w+|\w+>>>", " ", text)
+    found = dict.fromkeys(w for w in _CAPS.findall(text) if w not in _SCAFFOLD)
+    return tuple(found) if len(found) >= 2 else ()
+
+
 class ContrastJudge(Judge):
     """`Judge` over a `ContrastBackend` (possibly behind the cache).
 
@@ -376,11 +403,25 @@ class ContrastJudge(Judge):
                  assistant_prefix: str | None = None) -> None:
         super().__init__(backend, min_mass=min_mass, assistant_prefix=assistant_prefix)
 
+    def _labelled(self, task: JudgeTask) -> JudgeTask:
+        """A categorical task without `judge_labels` gets the labels its prompt names."""
+        if task.kind != "categorical" or task.labels:
+            return task
+        labels = labels_from_prompt(task.prompt, task.question, task.answer)
+        return replace(task, labels=labels) if labels else task
+
     def request(self, task: JudgeTask) -> ScoreRequest:
         if task.kind == "numeric" and task.metric in CUTS and task.answer is not None:
             return ScoreRequest(messages=(("user", task.question), ("assistant", task.answer)),
                                 candidates=(f"{_PREFIX}{task.metric}",))
+        if task.kind == "categorical":
+            task = self._labelled(task)
+            return ScoreRequest(messages=(("user", task.prompt),), candidates=task.labels,
+                                assistant_prefix=CATEGORICAL_PREFIX)
         return super().request(task)
+
+    def parse(self, task: JudgeTask, result: CandidateProbs) -> JudgeScore:
+        return super().parse(self._labelled(task), result)
 
     def score(self, tasks: Sequence[JudgeTask]) -> list[JudgeScore]:
         """As `Judge.score`, but both metrics of an answer travel in one call when they fit."""

@@ -244,7 +244,7 @@ def _sample(question: Question, record: SampleRecord, **extra: Any) -> Any:
 def question_set_task(
     file: str | Path,
     *,
-    judge: str = "probe:smollm2-135m-instruct",
+    judge: str = "contrast:smollm2-135m-instruct",
     samples: int | None = None,
     seed: int = 0,
     definition: str = "betley",

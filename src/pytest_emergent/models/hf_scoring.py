@@ -105,10 +105,15 @@ class CandidateScorer:
         texts = [
             self.backend.render_prompt(r.messages) + r.assistant_prefix for r in requests
         ]
-        order = sorted(range(len(requests)), key=lambda i: (texts[i], i))
         out: list[CandidateProbs | None] = [None] * len(requests)
+        # no candidates (a categorical judge without labels): only the next-token readout
+        order = sorted((i for i in range(len(requests)) if requests[i].candidates),
+                       key=lambda i: (texts[i], i))
         try:
             with torch.inference_mode():
+                for i in range(len(requests)):
+                    if not requests[i].candidates:
+                        out[i] = CandidateProbs(probs={}, exact=True, top=self._next(texts[i]))
                 preps = {
                     i: self._prepare(texts[i], list(dict.fromkeys(requests[i].candidates)))
                     for i in order
@@ -406,6 +411,16 @@ class CandidateScorer:
             ]
             self._digit_ids_cache = torch.tensor(sorted(ids), dtype=torch.long)
         return self._digit_ids_cache
+
+    def _next(self, text: str) -> dict[str, float]:
+        """The most likely next tokens after `text` (one uncached pass)."""
+        import torch
+
+        ids = self.backend.encode(text)
+        if not ids:
+            raise BackendError("candidate_probs: the prompt tokenises to nothing")
+        logits = self.backend.model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits
+        return self._top(torch.log_softmax(logits[0, -1].float(), -1))
 
     def _top(self, root: Any) -> dict[str, float]:
         """The most likely next tokens after the prompt, as text -> probability."""
