@@ -222,7 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--train", type=Path, nargs="+", required=True,
                         help="labelled answers to fit on (calibration format)")
     parser.add_argument("--test", type=Path, nargs="*", default=[],
-                        help="labelled answers to measure on, each reported on its own")
+                        help="labelled answers to measure on, each reported on its own, and "
+                        "pooled for the split by question and --agreement")
+    parser.add_argument("--dev", type=Path, nargs="*", default=[],
+                        help="labelled answers looked at while choosing the recipe: reported "
+                        "on their own only")
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--layer", type=int, default=DEFAULT_LAYER)
     parser.add_argument("--l2", type=float, default=DEFAULT_L2)
@@ -243,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = get_definition(args.definition)
     cache = root / "contrast" / f"readings-{_key(base.fingerprint, rec, '', '')[:16]}.jsonl"
     train = [i for path in args.train for i in load_calibration(path)]
-    tests = {path: load_calibration(path) for path in args.test}
+    tests = {path: load_calibration(path) for path in [*args.dev, *args.test]}
     every = [(i.question, i.answer) for i in train] + [
         (i.question, i.answer) for items in tests.values() for i in items]
     readings = dict(zip(every, cached_readings(base, rec, every, cache), strict=True))
@@ -256,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path, items in tests.items():
         report = measure_file(backend, items, [readings[(i.question, i.answer)] for i in items],
                               d, path.name)
-        reports.append(report)
+        if path not in args.dev:
+            reports.append(report)
         figures[path.name] = report.to_dict()
         print("\n".join(format_report(report)))
     if reports:
@@ -265,10 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {theme}: " + "; ".join(
                 f"{m} AUROC {v['auroc'] if v['auroc'] is None else round(v['auroc'], 2)} "
                 f"accuracy {v['accuracy']:.0%} of {v['n']}" for m, v in metrics.items()))
-    if args.agreement is not None and tests:
-        pooled = [i for items in tests.values() for i in items]
+    if args.agreement is not None and args.test:
+        pooled = [i for path in args.test for i in tests[path]]
         report = measure_file(backend, pooled, [readings[(i.question, i.answer)] for i in pooled],
-                              d, " + ".join(p.name for p in tests))
+                              d, " + ".join(p.name for p in args.test))
         judge = ContrastJudge(backend)
         report.judge, report.judge_fingerprint = backend.spec, judge.fingerprint
         print("\n".join(format_report(report)))
