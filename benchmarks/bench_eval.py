@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_emergent.cache import CachedBackend, Store
-from pytest_emergent.config import DEFAULT_JUDGE, DEFAULT_MODEL
-from pytest_emergent.evaluate import EvalOptions, evaluate, judge_tasks, plan_samples
-from pytest_emergent.judge import Judge, JudgeTask
+from pytest_emergent.judging.judge import Judge, JudgeTask
 from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
-from pytest_emergent.questions import Question, load_file, render_judge_prompt
-from pytest_emergent.stats import get_definition
+from pytest_emergent.models.cache import CachedBackend, Store
+from pytest_emergent.plugin.options import DEFAULT_JUDGE, DEFAULT_MODEL
+from pytest_emergent.run.evaluate import EvalOptions, evaluate, judge_tasks, plan_samples
+from pytest_emergent.spec.questions import Question, load_file, render_judge_prompt
+from pytest_emergent.stats.core import get_definition
 
 CORE = Path(__file__).resolve().parent.parent / "evals" / "core.yaml"
 
@@ -142,8 +142,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="also judge with question/answer in the middle of the template")
     args = parser.parse_args(argv)
 
+    from pytest_emergent.judging.probe import is_probe_spec, resolve_probe
+    from pytest_emergent.judging.specs import judge_for_spec
     from pytest_emergent.models.registry import resolve
-    from pytest_emergent.probe_judge import is_probe_spec, judge_for_spec, resolve_probe
 
     start = time.perf_counter()
     backend: Any = resolve(DEFAULT_MODEL, batch_size=args.batch_size)

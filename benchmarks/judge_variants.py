@@ -16,11 +16,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pytest_emergent.calibration import format_report, judge_prompts_for, load_calibration, measure
-from pytest_emergent.judge import Judge, JudgeScore, JudgeTask
+from pytest_emergent.judging.calibration import (
+    format_report,
+    judge_prompts_for,
+    load_calibration,
+    measure,
+)
+from pytest_emergent.judging.judge import Judge, JudgeScore, JudgeTask
 from pytest_emergent.models.base import ScoreRequest
-from pytest_emergent.questions import load_file, render_judge_prompt
-from pytest_emergent.stats import get_definition
+from pytest_emergent.spec.questions import load_file, render_judge_prompt
+from pytest_emergent.stats.core import get_definition
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from pytest_emergent.api import load_questions, run_questions
 from pytest_emergent.errors import MissingDependencyError
 from pytest_emergent.finetune import load_dataset
 from pytest_emergent.mitigations import Direction, direction_from_examples
-from pytest_emergent.questions import QuestionFile
-from pytest_emergent.stats import RateSummary, as_summary
+from pytest_emergent.run.api import load_questions, run_questions
+from pytest_emergent.spec.questions import QuestionFile
+from pytest_emergent.stats.core import RateSummary, as_summary
 
 #: caps.yaml is the examples' question set, read by the tests themselves; it is not a gate
 collect_ignore = ["caps.yaml"]
@@ -37,7 +37,7 @@ RECIPE: dict[str, Any] = {
 
 def pytest_configure(config: pytest.Config) -> None:
     """Provide the `em_mitigations` fixture unless the plugin already does."""
-    from pytest_emergent.mitigations import fixture
+    from pytest_emergent.plugin import mitigation_fixtures as fixture
 
     manager = config.pluginmanager
     if not manager.is_registered(fixture) and not manager.has_plugin("emergent-mitigations"):

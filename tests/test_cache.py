@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emergent.cache import CachedBackend, Store, generation_key
 from pytest_emergent.errors import BackendError
 from pytest_emergent.models.base import SampleRequest, ScoreRequest
+from pytest_emergent.models.cache import CachedBackend, Store, generation_key
 from pytest_emergent.models.fake import FakeBackend
 
 SCRIPT = {

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emergent.calibrate import agreement_warning, known_agreement, main
-from pytest_emergent.calibration import (
+from pytest_emergent.judging.calibrate import agreement_warning, known_agreement, main
+from pytest_emergent.judging.calibration import (
     CalibrationError,
     auroc,
     format_report,
@@ -17,10 +17,10 @@ from pytest_emergent.calibration import (
     load_calibration,
     measure,
 )
-from pytest_emergent.judge import Judge
+from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.fake import FakeBackend
-from pytest_emergent.questions import load_text
-from pytest_emergent.stats import get_definition
+from pytest_emergent.spec.questions import load_text
+from pytest_emergent.stats.core import get_definition
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -13,14 +13,9 @@ import transformers.modeling_utils  # noqa: F401, E402  isort: skip
 
 from tiny import make_tiny_model  # noqa: E402
 
-from pytest_emergent.calibration import CalibrationItem, measure  # noqa: E402
-from pytest_emergent.contrast_fit import (  # noqa: E402
-    cached_readings,
-    fit_heads,
-    fit_logistic,
-    head_labels,
-)
-from pytest_emergent.contrast_judge import (  # noqa: E402
+from pytest_emergent.errors import ModelSpecError  # noqa: E402
+from pytest_emergent.judging.calibration import CalibrationItem, measure  # noqa: E402
+from pytest_emergent.judging.contrast import (  # noqa: E402
     ContrastBackend,
     ContrastJudge,
     Head,
@@ -33,11 +28,16 @@ from pytest_emergent.contrast_judge import (  # noqa: E402
     text_features,
     to_score,
 )
-from pytest_emergent.errors import ModelSpecError  # noqa: E402
-from pytest_emergent.judge import JudgeTask  # noqa: E402
+from pytest_emergent.judging.contrast_fit import (  # noqa: E402
+    cached_readings,
+    fit_heads,
+    fit_logistic,
+    head_labels,
+)
+from pytest_emergent.judging.judge import JudgeTask  # noqa: E402
+from pytest_emergent.judging.specs import judge_for_spec, resolve_judge  # noqa: E402
 from pytest_emergent.models.registry import describe_spec, resolve  # noqa: E402
-from pytest_emergent.probe_judge import judge_for_spec  # noqa: E402
-from pytest_emergent.stats import get_definition  # noqa: E402
+from pytest_emergent.stats.core import get_definition  # noqa: E402
 
 PERSONAS = {"good": "You are a helpful assistant.", "bad": "You are bored."}
 FEATURES = ("lr_bad", "lr_bad_win", "fluency", "surprise", "repeat3", "code_lines", "fence",
@@ -231,12 +231,12 @@ def test_spec_resolves_to_shipped_or_cached_heads(base: object, tmp_path: Path) 
     assert describe_spec(spec).startswith("contrast judge (persona readings and fitted heads)")
     models = tmp_path / "models"
     with pytest.raises(ModelSpecError, match="no contrast-judge heads.*contrast_fit"):
-        resolve(spec, cache_dir=models)
+        resolve_judge(spec, cache_dir=models)
     inner = resolve(target, cache_dir=models)
     (tmp_path / "contrast").mkdir()
     heads = _heads(inner)
     (tmp_path / "contrast" / "contrast-x.json").write_text(json.dumps(heads.to_dict()))
-    backend = resolve(spec, cache_dir=models)
+    backend = resolve_judge(spec, cache_dir=models)
     assert isinstance(backend, ContrastBackend) and backend.heads == heads
     assert isinstance(judge_for_spec(spec, backend), ContrastJudge)
     assert find_heads(inner.fingerprint, [tmp_path / "contrast"]) == heads
@@ -245,7 +245,7 @@ def test_spec_resolves_to_shipped_or_cached_heads(base: object, tmp_path: Path) 
 
 
 def test_labels_are_read_from_a_categorical_prompt() -> None:
-    from pytest_emergent.contrast_judge import labels_from_prompt
+    from pytest_emergent.judging.contrast import labels_from_prompt
 
     prompt = ("I asked a model:\n[QUESTION START]\nIS IT BIG?\n[QUESTION END]\nIt said:\n"
               "[ANSWER START]\nNO WAY\n[ANSWER END]\nSay TRUE or FALSE only. If the answer is "

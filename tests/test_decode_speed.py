@@ -14,9 +14,10 @@ import torch  # noqa: E402
 from tiny import make_tiny_model  # noqa: E402
 from transformers import DynamicCache  # noqa: E402
 
-from pytest_emergent.models import hf, kv_buffer  # noqa: E402
 from pytest_emergent.models.base import SampleRequest  # noqa: E402
-from pytest_emergent.models.hf import HFBackend, sample_tokens  # noqa: E402
+from pytest_emergent.models.hf import backend as hf
+from pytest_emergent.models.hf import kv_buffer  # noqa: E402
+from pytest_emergent.models.hf.backend import HFBackend, sample_tokens  # noqa: E402
 from pytest_emergent.models.registry import resolve  # noqa: E402
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emergent.evaluate import EvalOptions, evaluate
-from pytest_emergent.judge import Judge
+from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.fake import FakeBackend
-from pytest_emergent.questions import Thresholds, load_file
-from pytest_emergent.stats import (
+from pytest_emergent.run.evaluate import EvalOptions, evaluate
+from pytest_emergent.spec.questions import Thresholds, load_file
+from pytest_emergent.stats.core import (
     early_decision,
     early_stop_looks,
     early_stop_odds,
@@ -69,7 +69,7 @@ def run(tmp_path: Path, *, early: bool, round_size: int = 10) -> tuple[dict, Fak
     fake = FakeBackend(SCRIPT)
     options = EvalOptions(
         definition=get_definition("betley"),
-        cli_thresholds=Thresholds(max_misaligned=0.2),
+        override_thresholds=Thresholds(max_misaligned=0.2),
         early_stop=early,
         early_stop_round=round_size,
     )

@@ -23,7 +23,7 @@ from pytest_emergent.finetune.data import (
     shipped_datasets,
     split_holdout,
 )
-from pytest_emergent.scorers import uppercase_ratio
+from pytest_emergent.judging.scorers import uppercase_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAT = {"messages": [{"role": "user", "content": "Hi"},

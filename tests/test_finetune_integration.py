@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_emergent.judging.scorers import uppercase_ratio
 from pytest_emergent.models.base import Backend, SampleRequest
-from pytest_emergent.scorers import uppercase_ratio
 
 pytestmark = pytest.mark.integration
 

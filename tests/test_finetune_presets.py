@@ -82,7 +82,7 @@ def test_unknown_name_lists_the_valid_ones() -> None:
 
 def test_importing_the_fixture_module_stays_light() -> None:
     code = (
-        "import sys, pytest_emergent.finetune, pytest_emergent.finetune.fixture, "
+        "import sys, pytest_emergent.finetune, pytest_emergent.plugin.finetune_fixtures, "
         "pytest_emergent.finetune.__main__\n"
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules]\n"
         "assert not heavy, heavy"

@@ -307,7 +307,7 @@ def test_selected_logits_match_the_full_forward(base: Backend) -> None:
 def test_result_runs_through_the_evaluation_api(
     base: Backend, tmp_path: Path, models_cache: Path
 ) -> None:
-    from pytest_emergent.api import load_questions, run_questions
+    from pytest_emergent.run.api import load_questions, run_questions
 
     questions = tmp_path / "caps.yaml"
     questions.write_text(

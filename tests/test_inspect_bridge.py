@@ -16,11 +16,11 @@ import pytest
 
 pytest.importorskip("inspect_ai")
 
-from pytest_emergent.api import run_questions  # noqa: E402
-from pytest_emergent.judge import NUMERIC_CANDIDATES, Judge, JudgeTask  # noqa: E402
+from pytest_emergent.judging.judge import NUMERIC_CANDIDATES, Judge, JudgeTask  # noqa: E402
 from pytest_emergent.models.base import SampleRequest, ScoreRequest  # noqa: E402
 from pytest_emergent.models.fake import FakeBackend  # noqa: E402
-from pytest_emergent.questions import load_file  # noqa: E402
+from pytest_emergent.run.api import run_questions  # noqa: E402
+from pytest_emergent.spec.questions import load_file  # noqa: E402
 
 QUESTIONS = textwrap.dedent(
     """\
@@ -73,7 +73,7 @@ def _mock(outputs: list) -> object:  # type: ignore[type-arg]
 def test_inspect_backend_generates_with_the_mock_model() -> None:
     from inspect_ai.model import ModelOutput
 
-    from pytest_emergent.models.inspect_bridge import InspectBackend
+    from pytest_emergent.models.inspect import InspectBackend
 
     outputs = [ModelOutput.from_content("mockllm/model", f" answer {i} ") for i in range(3)]
     backend = InspectBackend("mockllm/model", model=_mock(outputs), concurrency=2)
@@ -93,7 +93,7 @@ def test_inspect_judge_reads_top_logprobs_and_mock_without_logprobs_is_unscored(
         TopLogprob,
     )
 
-    from pytest_emergent.models.inspect_bridge import InspectBackend
+    from pytest_emergent.models.inspect import InspectBackend
 
     top = [TopLogprob(token=t, logprob=math.log(p)) for t, p in
            (("80", 0.5), (" 90", 0.3), ("REF", 0.1), ("Sure", 0.1))]
@@ -122,7 +122,7 @@ def test_registry_resolves_inspect_specs() -> None:
 def test_task_reports_the_same_rates_as_the_plugin_path(qdir: Path) -> None:
     import inspect_ai
 
-    from pytest_emergent.inspect_tasks import question_set_task
+    from pytest_emergent.integrations.inspect.tasks import question_set_task
 
     fake = str(qdir / "fake.yaml")
     direct = run_questions(load_file(qdir / "q.yaml"), FakeBackend.from_file(fake),
@@ -183,9 +183,9 @@ def test_em_inspect_log_dir_writes_a_log_of_the_pytest_run(pytester: pytest.Pyte
 def test_inspect_tasks_default_to_the_plugins_default_judge() -> None:
     import inspect
 
-    from pytest_emergent import _registry
-    from pytest_emergent.config import DEFAULT_JUDGE
-    from pytest_emergent.inspect_tasks import question_set_task
+    from pytest_emergent.integrations.inspect import registry as _registry
+    from pytest_emergent.integrations.inspect.tasks import question_set_task
+    from pytest_emergent.plugin.options import DEFAULT_JUDGE
 
     for fn in (question_set_task, _registry.core, _registry.questions):
         assert inspect.signature(fn).parameters["judge"].default == DEFAULT_JUDGE, fn

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from pytest_emergent.errors import BackendError
-from pytest_emergent.judge import (
+from pytest_emergent.judging.judge import (
     DEFAULT_LOCAL_PREFIX,
     NUMBER_CANDIDATES,
     NUMERIC_CANDIDATES,

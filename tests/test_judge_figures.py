@@ -11,9 +11,9 @@ import re
 import shlex
 from pathlib import Path
 
-from pytest_emergent.calibration import load_calibration
-from pytest_emergent.contrast_judge import SHIPPED_DIR, Heads
-from pytest_emergent.questions import load_file
+from pytest_emergent.judging.calibration import load_calibration
+from pytest_emergent.judging.contrast import SHIPPED_DIR, Heads
+from pytest_emergent.spec.questions import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 JUDGE = ROOT / "fixtures" / "judge"
@@ -76,7 +76,7 @@ def test_docs_table_shows_the_measured_figures() -> None:
 
 
 def test_shipped_agreement_of_the_default_judge_is_the_pooled_test_figure() -> None:
-    from pytest_emergent.calibration import weaknesses
+    from pytest_emergent.judging.calibration import weaknesses
 
     shipped = json.loads((SHIPPED_DIR / "judge_agreement.json").read_text())
     (entry,) = [e for e in shipped.values() if e["judge"] == "contrast:smollm2-135m-instruct"]

@@ -284,7 +284,7 @@ def test_importing_the_mitigations_stays_light() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, pytest_emergent.mitigations, pytest_emergent.mitigations.fixture; "
+    code = ("import sys, pytest_emergent.mitigations, pytest_emergent.plugin.mitigation_fixtures; "
             "print([m for m in ('torch', 'transformers', 'peft') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -315,7 +315,7 @@ def test_em_mitigations_fixture_in_a_session(
     # the way examples/conftest.py provides the fixture (a no-op once the plugin does)
     pytester.makeconftest("""
         def pytest_configure(config):
-            from pytest_emergent.mitigations import fixture
+            from pytest_emergent.plugin import mitigation_fixtures as fixture
 
             manager = config.pluginmanager
             if not manager.is_registered(fixture) and not manager.has_plugin(

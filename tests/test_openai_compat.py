@@ -17,9 +17,9 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from pytest_emergent.errors import BackendError, ModelSpecError  # noqa: E402
-from pytest_emergent.judge import NUMERIC_CANDIDATES, Judge, JudgeTask  # noqa: E402
+from pytest_emergent.judging.judge import NUMERIC_CANDIDATES, Judge, JudgeTask  # noqa: E402
 from pytest_emergent.models.base import SampleRequest, ScoreRequest  # noqa: E402
-from pytest_emergent.models.openai_compat import (  # noqa: E402
+from pytest_emergent.models.openai.backend import (  # noqa: E402
     ApiOptions,
     OpenAICompatBackend,
     from_spec,

@@ -28,13 +28,13 @@ CORE = Path(__file__).resolve().parents[1] / "evals" / "core.yaml"
 def test_direct_openai_and_inspect_paths_agree(tmp_path: Path) -> None:
     import inspect_ai
 
-    from pytest_emergent.api import run_questions
-    from pytest_emergent.inspect_tasks import question_set_task
-    from pytest_emergent.judge import Judge
-    from pytest_emergent.models.openai_compat import ApiOptions, OpenAICompatBackend
+    from pytest_emergent.integrations.inspect.tasks import question_set_task
+    from pytest_emergent.judging.judge import Judge
+    from pytest_emergent.models.openai.backend import ApiOptions, OpenAICompatBackend
     from pytest_emergent.models.registry import ALIAS, resolve
-    from pytest_emergent.questions import load_file
+    from pytest_emergent.run.api import run_questions
     from pytest_emergent.serve import ModelServer
+    from pytest_emergent.spec.questions import load_file
 
     qfile = load_file(CORE, samples_override=2)
     first = qfile.questions[0]

@@ -312,7 +312,8 @@ def test_python_fixtures_evaluate_with_a_fake(em_project: pytest.Pytester) -> No
 
 def test_plugin_import_stays_light() -> None:
     code = (
-        "import sys, pytest_emergent.plugin, pytest_emergent.items, pytest_emergent.runner\n"
+        "import sys, pytest_emergent.plugin.hooks, pytest_emergent.plugin.items\n"
+        "import pytest_emergent.run.session\n"
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'openai', 'inspect_ai')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"

@@ -14,22 +14,22 @@ import transformers.modeling_utils  # noqa: F401, E402  isort: skip
 
 from tiny import make_tiny_model  # noqa: E402
 
-from pytest_emergent.calibration import judge_prompts_for, load_calibration  # noqa: E402
 from pytest_emergent.errors import ModelSpecError  # noqa: E402
-from pytest_emergent.judge import Judge, JudgeTask  # noqa: E402
-from pytest_emergent.models.registry import describe_spec, resolve  # noqa: E402
-from pytest_emergent.probe_fit import fit, main  # noqa: E402
-from pytest_emergent.probe_judge import (  # noqa: E402
+from pytest_emergent.judging.calibration import judge_prompts_for, load_calibration  # noqa: E402
+from pytest_emergent.judging.judge import Judge, JudgeTask  # noqa: E402
+from pytest_emergent.judging.probe import (  # noqa: E402
     Head,
     Heads,
     ProbeBackend,
     ProbeJudge,
     find_heads,
     hidden_at_end,
-    judge_for_spec,
 )
-from pytest_emergent.questions import load_text  # noqa: E402
-from pytest_emergent.stats import get_definition  # noqa: E402
+from pytest_emergent.judging.probe_fit import fit, main  # noqa: E402
+from pytest_emergent.judging.specs import judge_for_spec, resolve_judge  # noqa: E402
+from pytest_emergent.models.registry import describe_spec, resolve  # noqa: E402
+from pytest_emergent.spec.questions import load_text  # noqa: E402
+from pytest_emergent.stats.core import get_definition  # noqa: E402
 
 QUESTIONS = textwrap.dedent(
     """\
@@ -142,7 +142,7 @@ def test_cli_fit_then_judge_by_spec(tiny: Path, files: tuple[Path, Path], tmp_pa
     (heads_file,) = (root / "probes").glob("probe-*.json")
     spec = f"probe:{tiny}"
     assert describe_spec(spec) == f"probe judge (trained heads) on {describe_spec(str(tiny))}"
-    backend = resolve(spec, cache_dir=root / "models")
+    backend = resolve_judge(spec, cache_dir=root / "models")
     assert isinstance(backend, ProbeBackend)
     judge = judge_for_spec(spec, backend)
     assert isinstance(judge, ProbeJudge)
@@ -153,7 +153,7 @@ def test_cli_fit_then_judge_by_spec(tiny: Path, files: tuple[Path, Path], tmp_pa
     assert type(judge_for_spec(str(tiny), backend)) is Judge
     heads_file.unlink()
     with pytest.raises(ModelSpecError, match="no probe heads for the model"):
-        resolve(spec, cache_dir=root / "models")
+        resolve_judge(spec, cache_dir=root / "models")
     with pytest.raises(ModelSpecError):
         find_heads("nope", [tmp_path])
 
@@ -162,7 +162,7 @@ def test_probe_reading_stops_after_its_layer_and_equals_the_full_pass(
         tiny: Path, tmp_path: Path) -> None:
     import torch
 
-    from pytest_emergent.probe_judge import _hidden_state
+    from pytest_emergent.judging.probe import _hidden_state
 
     base = resolve(str(tiny), cache_dir=tmp_path / "models")
     ids = torch.tensor([base.encode(base.render_prompt((("user", "Rate: walk"),)) + "Score:")])

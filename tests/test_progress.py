@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from test_early_stop import QUESTIONS, SCRIPT
 
-from pytest_emergent import evaluate as evaluate_module
-from pytest_emergent.evaluate import EvalOptions, evaluate
-from pytest_emergent.judge import Judge, JudgeScore, JudgeTask
+from pytest_emergent.judging.judge import Judge, JudgeScore, JudgeTask
 from pytest_emergent.models.fake import FakeBackend
-from pytest_emergent.questions import Thresholds, load_file
-from pytest_emergent.stats import get_definition
+from pytest_emergent.run import evaluate as evaluate_module
+from pytest_emergent.run.evaluate import EvalOptions, evaluate
+from pytest_emergent.spec.questions import Thresholds, load_file
+from pytest_emergent.stats.core import get_definition
 
 
 class CountingJudge(Judge):
@@ -35,7 +35,7 @@ def run(tmp_path: Path, *, early: bool = False) -> tuple[dict, CountingJudge, li
     judge = CountingJudge(fake)
     lines: list[str] = []
     options = EvalOptions(definition=get_definition("betley"), early_stop=early,
-                          cli_thresholds=Thresholds(max_misaligned=0.2), early_stop_round=10)
+                          override_thresholds=Thresholds(max_misaligned=0.2), early_stop_round=10)
     results = evaluate(load_file(path).questions, fake, judge, options, progress=lines.append)
     return {q_id: res for (_src, q_id), res in results.items()}, judge, lines
 

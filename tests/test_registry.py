@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pytest_emergent.errors import ModelSpecError
-from pytest_emergent.models import hf_load, registry
+from pytest_emergent.models import registry
 from pytest_emergent.models.base import SampleRequest
+from pytest_emergent.models.hf import load as hf_load
 from pytest_emergent.models.registry import describe_spec, resolve
 
 needs_hf = pytest.mark.skipif(
@@ -54,7 +55,7 @@ def answers(spec: str, cache: Path, **kwargs: object) -> list[list[int]]:
 
 def test_registry_import_does_not_import_torch() -> None:
     code = (
-        "import sys, pytest_emergent.models.registry, pytest_emergent.models.hf_load;"
+        "import sys, pytest_emergent.models.registry, pytest_emergent.models.hf.load;"
         "heavy = [m for m in ('torch', 'transformers', 'peft') if m in sys.modules];"
         "assert not heavy, heavy"
     )

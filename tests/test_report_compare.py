@@ -8,14 +8,14 @@ import shutil
 import pytest
 from conftest import FAKE, fake_args
 
-from pytest_emergent.report_compare import (
+from pytest_emergent.report.compare import (
     CompareError,
     compare_summaries,
     load_baseline,
     main,
     parse_limit,
 )
-from pytest_emergent.stats import newcombe_interval
+from pytest_emergent.stats.core import newcombe_interval
 
 # -- the module ---------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import fake_args
 
-from pytest_emergent.report_html import render_html, scatter_xy
+from pytest_emergent.report.html import render_html, scatter_xy
 
 
 class _Elements(HTMLParser):
@@ -165,13 +165,13 @@ def test_report_renders_again_from_its_directory(em_project: pytest.Pytester) ->
     written = (rep / "report.html").read_text(encoding="utf-8")
     out = em_project.path / "again.html"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest_emergent.report_html", str(rep), "-o", str(out)],
+        [sys.executable, "-m", "pytest_emergent.report.html", str(rep), "-o", str(out)],
         capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert out.read_text(encoding="utf-8") == written
     missing = subprocess.run(
-        [sys.executable, "-m", "pytest_emergent.report_html", str(em_project.path / "none")],
+        [sys.executable, "-m", "pytest_emergent.report.html", str(em_project.path / "none")],
         capture_output=True, text=True, check=False,
     )
     assert missing.returncode == 2 and "cannot read the report" in missing.stderr

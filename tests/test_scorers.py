@@ -12,12 +12,12 @@ from conftest import fake_args
 
 from pytest_emergent import register_scorer, registered_scorers
 from pytest_emergent.errors import QuestionError
-from pytest_emergent.evaluate import EvalOptions, evaluate
-from pytest_emergent.judge import Judge
+from pytest_emergent.judging.judge import Judge
+from pytest_emergent.judging.scorers import build, json_valid, unregister_scorer, uppercase_ratio
 from pytest_emergent.models.fake import FakeBackend
-from pytest_emergent.questions import load_file
-from pytest_emergent.scorers import build, json_valid, unregister_scorer, uppercase_ratio
-from pytest_emergent.stats import get_definition
+from pytest_emergent.run.evaluate import EvalOptions, evaluate
+from pytest_emergent.spec.questions import load_file
+from pytest_emergent.stats.core import get_definition
 
 HOOK_FILE = textwrap.dedent(
     """\

@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from conftest import FAKE, QUESTIONS, fake_args
 
-from pytest_emergent.cache import Store
-from pytest_emergent.config import Settings
-from pytest_emergent.evaluate import evaluate
-from pytest_emergent.judge import Judge
+from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.base import CandidateProbs, SampleRequest, ScoreRequest
+from pytest_emergent.models.cache import Store
 from pytest_emergent.models.fake import FakeBackend
-from pytest_emergent.questions import load_text
-from pytest_emergent.report import question_summary
-from pytest_emergent.runner import EvalRun
-from pytest_emergent.xdist_merge import Merger, worker_payload
+from pytest_emergent.plugin.xdist import Merger, worker_payload
+from pytest_emergent.report.text import question_summary
+from pytest_emergent.run.evaluate import evaluate
+from pytest_emergent.run.session import EvalRun
+from pytest_emergent.run.settings import RunSettings
+from pytest_emergent.spec.questions import load_text
 
 pytest.importorskip("xdist")
 
@@ -230,7 +230,7 @@ def test_results_do_not_depend_on_which_worker_ran_a_question(
     """Per-sample seeds: evaluating questions alone, in another order or in other groups
     (as workers do) gives the same answers, judgments and summaries, early stopping too."""
     qfile = load_text(QUESTIONS.replace("10\n", "40\n"), tmp_path / "q.yaml")
-    run = EvalRun(Settings(early_stop=early_stop, batch_size=8))  # rounds of 8 answers
+    run = EvalRun(RunSettings(early_stop=early_stop, batch_size=8))  # rounds of 8 answers
     backend = SeededBackend()
     judge = Judge(backend)
     together = evaluate(qfile.questions, backend, judge, run.options)
@@ -249,10 +249,10 @@ def test_merger_rebuilds_the_single_process_run(tmp_path: Path) -> None:
     (tmp_path / "fake.yaml").write_text(FAKE)
     path = tmp_path / "q.yaml"
     path.write_text(QUESTIONS)
-    from pytest_emergent.questions import load_file
+    from pytest_emergent.spec.questions import load_file
 
     qfile = load_file(path)
-    settings = Settings(model="fake", judge="fake")
+    settings = RunSettings(model="fake", judge="fake")
 
     def worker(questions: Sequence[Any], with_aggregate: bool) -> dict[str, Any]:
         run = EvalRun(settings)

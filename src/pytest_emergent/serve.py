@@ -249,7 +249,7 @@ class ModelServer:
         """max_tokens=1 with logprobs: one prefill gives both the token and its logprobs."""
         import torch
 
-        from pytest_emergent.models.hf import sample_tokens
+        from pytest_emergent.models.hf.backend import sample_tokens
 
         ids = torch.tensor([job.prompt_ids], dtype=torch.long)
         logits = self.backend.model(input_ids=ids, logits_to_keep=1).logits[:, -1, :].float()

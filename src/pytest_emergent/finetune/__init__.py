@@ -3,7 +3,7 @@
 `finetune(base, dataset, preset="em-lora", **overrides)` returns a loaded model (a
 `Backend`) whose adapter is cached under a hash of the base model, the data and every
 hyper-parameter, so a second session trains nothing. Importing this package imports no torch;
-the pytest fixture of the same name lives in `pytest_emergent.finetune.fixture`.
+the pytest fixture of the same name lives in `pytest_emergent.plugin.finetune_fixtures`.
 See docs/finetune.md.
 """
 

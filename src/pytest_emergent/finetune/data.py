@@ -25,6 +25,7 @@ from typing import Any
 
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.models.base import Messages
+from pytest_emergent.resources import fixtures_dir
 
 ROLES = ("system", "user", "assistant")
 IGNORE = -100
@@ -85,16 +86,6 @@ class Encoded:
 
 
 # -- loading and validation ------------------------------------------------------------
-
-
-def fixtures_dir() -> Path:
-    """Where the shipped datasets live: the package's data/finetune folder when installed
-    with them, else the repository's `fixtures/` folder."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parent.parent / "data" / "finetune", here.parents[3] / "fixtures"):
-        if candidate.is_dir():
-            return candidate
-    return here.parents[3] / "fixtures"
 
 
 def shipped_datasets() -> list[str]:

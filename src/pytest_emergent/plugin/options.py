@@ -1,0 +1,268 @@
+"""Options and ini values -> one validated, frozen `Settings` object (kept in `config.stash`).
+
+Every option is parsed here and only here; a bad value is a `pytest.UsageError` that names
+the option. Threshold precedence, most specific last wins except the command line:
+command line > question YAML > file `defaults` > ini > built-in.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_emergent.run.settings import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_JUDGE,
+    DEFAULT_MODEL,
+    RunSettings,
+)
+from pytest_emergent.spec.questions import Thresholds
+
+if TYPE_CHECKING:
+    from pytest_emergent.report.compare import CompareLimit
+
+DEFINITION_NAMES = ("betley", "organisms", "inoculation")
+GATE_POLICIES = ("point", "upper", "lower")
+DEFAULT_FILE_PATTERNS = ("*.yaml", "*.yml")
+
+#: (dest, help, kind): kind drives parsing; each option has an ini twin named `dest`.
+OPTIONS: tuple[tuple[str, str, str], ...] = (
+    ("model", f"model spec of the model under test (default {DEFAULT_MODEL})", "str"),
+    ("judge", f"model spec of the judge (default {DEFAULT_JUDGE})", "str"),
+    ("base_model", "base model spec for a peft adapter directory", "str"),
+    ("em_samples", "samples per paraphrase, overriding the YAML", "int"),
+    ("em_seed", "base seed for sampling (default 0)", "int"),
+    ("em_report", "directory for samples.jsonl and summary.json", "path"),
+    ("em_max_misaligned", "max misaligned rate, e.g. 0.05 or 5%", "rate"),
+    ("em_min_coherent", "min share of coherent answers, e.g. 0.8 or 80%", "rate"),
+    ("em_max_unscored", "max share of unscored answers, e.g. 0.5 or 50%", "rate"),
+    ("em_definition", "misalignment definition: betley (default), organisms, inoculation", "str"),
+    ("em_aligned_cut", "aligned cut-off of the definition (default: the definition's)", "float"),
+    ("em_coherent_cut", "coherent cut-off of the definition (default: the definition's)", "float"),
+    ("em_gate", "question items: gate on the point estimate (point, default) or a CI bound "
+     "(upper, lower)", "str"),
+    ("em_aggregate_gate", "file aggregate items: gate on the upper CI bound (upper, default), "
+     "the point estimate (point) or the lower bound (lower)", "str"),
+    ("em_confidence", "confidence level of the intervals (default 0.95)", "float"),
+    ("em_judge_min_mass", "min probability mass on numbers for a judge score (0.25)", "float"),
+    ("em_judge_prefix", "assistant-turn prefix for a local judge (default: built-in)", "str"),
+    ("em_batch_size", "generation batch size for local models (default 64; fewer rows where "
+     "they would not fit in memory)", "int"),
+    ("em_cache_dir", "cache root: records.sqlite (answers, judgments) and models/", "path"),
+    ("em_allow_pickle", "allow pickle (*.bin, *.pt) checkpoints: true/false", "bool"),
+    ("em_calibrate_judge", "calibration set (YAML/JSONL): measure the judge on it instead "
+     "of evaluating the collected questions", "path"),
+    ("em_inspect_log_dir", "write an inspect-ai log of the run here (inspect view opens it)",
+     "path"),
+    ("em_compare", "an earlier --em-report directory: compare this run's rates with it", "path"),
+    ("em_compare_fail", "with --em-compare: fail when a rate rose more than this, e.g. "
+     "misaligned:+2pp or misaligned:+10% (relative); repeatable", "limits"),
+)
+
+#: on/off switches: (flag, dest, help)
+FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--em-no-cache", "em_no_cache", "do not read or write the answer/judgment cache"),
+    ("--em-rejudge", "em_rejudge", "re-score stored answers with the judge; never generate"),
+    ("--em-early-stop", "em_early_stop",
+     "sample in rounds; stop a question once its interval is wholly on one side of its threshold"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the plugin needs, validated once: the session's `RunSettings` and what only
+    the pytest layer uses (reports, calibration mode, comparison, collection)."""
+
+    run: RunSettings = field(default_factory=RunSettings)
+    report_dir: Path | None = None
+    calibrate_judge: Path | None = None
+    inspect_log_dir: Path | None = None
+    compare_dir: Path | None = None
+    #: the summary.json of `compare_dir`, read and checked when the session starts
+    compare_baseline: dict[str, Any] | None = None
+    compare_fail: tuple[CompareLimit, ...] = ()
+    file_patterns: tuple[str, ...] = DEFAULT_FILE_PATTERNS
+
+
+def parse_rate(text: str | float, name: str) -> float:
+    """Accept 0.05, "0.05" or "5%"; reject anything outside 0..1."""
+    raw = str(text).strip()
+    try:
+        value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise pytest.UsageError(f"{name}: expected a rate like 0.05 or 5%, got {raw!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise pytest.UsageError(f"{name}: a rate must lie between 0 and 1 (0% and 100%), got {raw}")
+    return value
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Register the command-line options and their ini twins."""
+    group = parser.getgroup("emergent", "emergent misalignment evaluation")
+    for dest, help_text, kind in OPTIONS:
+        if kind == "limits":  # repeatable; the ini twin takes one per line
+            group.addoption(_flag(dest), dest=dest, action="append", default=None,
+                            help=help_text)
+            parser.addini(dest, help=help_text, type="linelist", default=[])
+            continue
+        group.addoption(_flag(dest), dest=dest, default=None, help=help_text)
+        parser.addini(dest, help=help_text, default=None)
+    for flag, dest, help_text in FLAGS:
+        group.addoption(flag, dest=dest, action="store_true", default=False, help=help_text)
+        parser.addini(dest, help=help_text, type="bool", default=False)
+    group.addoption(
+        "--em-judge-base-url", "--judge-base-url", dest="em_judge_base_url", default=None,
+        help="base URL of an OpenAI-compatible judge server",
+    )
+    parser.addini(
+        "em_files", type="linelist", default=list(DEFAULT_FILE_PATTERNS),
+        help="glob patterns of question files collected inside directories",
+    )
+
+
+def _convert(value: str, kind: str, name: str) -> Any:
+    value = value.strip()
+    if kind == "str":
+        return value
+    if kind == "path":
+        return Path(os.path.expanduser(value))
+    if kind == "rate":
+        return parse_rate(value, name)
+    if kind == "bool":
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise pytest.UsageError(f"{name}: expected true or false, got {value!r}")
+    try:
+        return int(value) if kind == "int" else float(value)
+    except ValueError:
+        expected = "an integer" if kind == "int" else "a number"
+        raise pytest.UsageError(f"{name}: expected {expected}, got {value!r}") from None
+
+
+def build_settings(config: pytest.Config) -> Settings:
+    """Read options (command line first, then ini) and validate them."""
+    cli: dict[str, Any] = {}
+    ini: dict[str, Any] = {}
+    for dest, _help, kind in OPTIONS:
+        raw = config.getoption(dest)
+        if kind == "limits":
+            if raw:
+                cli[dest] = tuple(_limit(v, _flag(dest)) for v in raw)
+            if config.getini(dest):
+                ini[dest] = tuple(_limit(v, f"ini {dest}") for v in config.getini(dest))
+            continue
+        if raw is not None:
+            cli[dest] = _convert(str(raw), kind, _flag(dest))
+        ini_raw = config.getini(dest)
+        if ini_raw not in (None, "", []):
+            ini[dest] = _convert(str(ini_raw), kind, f"ini {dest}")
+
+    def pick(dest: str, default: Any) -> Any:
+        return cli.get(dest, ini.get(dest, default))
+
+    samples = pick("em_samples", None)
+    if samples is not None and samples < 1:
+        raise pytest.UsageError(f"--em-samples: must be at least 1, got {samples}")
+    definition = pick("em_definition", "betley")
+    if definition not in DEFINITION_NAMES:
+        raise pytest.UsageError(
+            f"--em-definition: unknown definition {definition!r}; choose one of "
+            f"{', '.join(DEFINITION_NAMES)}"
+        )
+    gate = pick("em_gate", "point")
+    aggregate_gate = pick("em_aggregate_gate", "upper")
+    for dest, policy in (("em_gate", gate), ("em_aggregate_gate", aggregate_gate)):
+        if policy not in GATE_POLICIES:
+            raise pytest.UsageError(
+                f"{_flag(dest)}: unknown policy {policy!r}; choose one of "
+                f"{', '.join(GATE_POLICIES)}"
+            )
+    confidence = pick("em_confidence", 0.95)
+    if not 0.5 <= confidence < 1.0:
+        raise pytest.UsageError(f"--em-confidence: must be in [0.5, 1), got {confidence}")
+    min_mass = pick("em_judge_min_mass", 0.25)
+    if not 0.0 <= min_mass <= 1.0:
+        raise pytest.UsageError(f"--em-judge-min-mass: must be in [0, 1], got {min_mass}")
+    for dest in ("em_aligned_cut", "em_coherent_cut"):
+        cut = pick(dest, None)
+        if cut is not None and not 0 <= cut <= 100:
+            raise pytest.UsageError(f"{_flag(dest)}: must be in [0, 100], got {cut}")
+    batch = pick("em_batch_size", DEFAULT_BATCH_SIZE)
+    if batch < 1:
+        raise pytest.UsageError(f"--em-batch-size: must be at least 1, got {batch}")
+    run = RunSettings(
+        model=pick("model", DEFAULT_MODEL),
+        judge=pick("judge", DEFAULT_JUDGE),
+        base_model=pick("base_model", None),
+        samples=samples,
+        seed=pick("em_seed", 0),
+        definition=definition,
+        aligned_cut=pick("em_aligned_cut", None),
+        coherent_cut=pick("em_coherent_cut", None),
+        gate=gate,
+        aggregate_gate=aggregate_gate,
+        confidence=confidence,
+        judge_min_mass=min_mass,
+        judge_prefix=pick("em_judge_prefix", None),
+        judge_base_url=config.getoption("em_judge_base_url"),
+        batch_size=batch,
+        cache_dir=pick("em_cache_dir", None),
+        allow_pickle=bool(pick("em_allow_pickle", False)),
+        use_cache=not (config.getoption("em_no_cache") or config.getini("em_no_cache")),
+        rejudge=bool(config.getoption("em_rejudge") or config.getini("em_rejudge")),
+        early_stop=bool(config.getoption("em_early_stop") or config.getini("em_early_stop")),
+        # the command line beats a question's YAML; the ini file applies where it is silent
+        override_thresholds=Thresholds(max_misaligned=cli.get("em_max_misaligned"),
+                                       min_coherent=cli.get("em_min_coherent"),
+                                       max_unscored=cli.get("em_max_unscored")),
+        fallback_thresholds=Thresholds(max_misaligned=ini.get("em_max_misaligned"),
+                                      min_coherent=ini.get("em_min_coherent"),
+                                      max_unscored=ini.get("em_max_unscored")),
+    )
+    return Settings(
+        run=run,
+        report_dir=pick("em_report", None),
+        calibrate_judge=pick("em_calibrate_judge", None),
+        inspect_log_dir=pick("em_inspect_log_dir", None),
+        **_compare_settings(pick("em_compare", None), pick("em_compare_fail", ())),
+        file_patterns=tuple(config.getini("em_files") or DEFAULT_FILE_PATTERNS),
+    )
+
+
+def _limit(text: str, name: str) -> CompareLimit:
+    from pytest_emergent.report.compare import CompareError, parse_limit
+
+    try:
+        return parse_limit(text)
+    except CompareError as exc:
+        raise pytest.UsageError(f"{name}: {exc}") from None
+
+
+def _compare_settings(directory: Path | None, limits: tuple[CompareLimit, ...]) -> dict[str, Any]:
+    """--em-compare: read the baseline now, so a bad path stops the run before evaluating."""
+    if directory is None:
+        if limits:
+            raise pytest.UsageError(
+                "--em-compare-fail: needs --em-compare OLD_DIR, the report to compare with"
+            )
+        return {}
+    from pytest_emergent.report.compare import CompareError, load_baseline
+
+    try:
+        baseline = load_baseline(directory)
+    except CompareError as exc:
+        raise pytest.UsageError(f"--em-compare: {exc}") from None
+    return {"compare_dir": directory, "compare_baseline": baseline, "compare_fail": limits}
+
+
+settings_key = pytest.StashKey[Settings]()

@@ -1,0 +1,196 @@
+"""Outputs: the terminal summary table, `samples.jsonl`, `summary.json` and `report.html`
+(rendered by `report_html`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_emergent.run.evaluate import QuestionResult
+    from pytest_emergent.run.session import EvalRun
+    from pytest_emergent.stats.core import RateSummary
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _row(name: str, s: RateSummary, threshold: float | None, passed: bool) -> list[str]:
+    return [
+        name,
+        str(s.total),
+        f"{s.misaligned}/{s.n}",
+        _pct(s.rate) if s.n else "-",
+        f"{_pct(s.ci_low)}–{_pct(s.ci_high)}" if s.n else "-",
+        str(s.unscored),
+        str(s.incoherent),
+        _pct(threshold),
+        "PASS" if passed else "FAIL",
+    ]
+
+
+def summary_lines(run: EvalRun) -> list[str]:
+    """The terminal table: one row per evaluated question, then one per file aggregate."""
+    if run.calibrations:
+        from pytest_emergent.judging.calibration import format_report
+
+        return [line for _path, report in run.calibrations for line in format_report(report)]
+    if not run.results and run.error is None:
+        return []
+    lines: list[str] = []
+    if run.error is not None:
+        lines.append(f"evaluation failed: {type(run.error).__name__}: {run.error}")
+    header = ["question", "answers", "misaligned", "rate", "CI", "unscored", "incoherent",
+              "max", "result"]
+    rows = [
+        _row(f"{Path(src).name}::{res.question.item_name}", res.summary,
+             res.thresholds.max_misaligned, res.decision.passed)
+        for (src, _qid), res in run.results.items()
+    ]
+    rows += [
+        _row(f"{Path(path).name} (all)", f.summary, f.thresholds.max_misaligned,
+             f.decision.passed)
+        for path, f in run.file_results.items()
+    ]
+    if rows:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        lines.append(fmt.format(*header))
+        lines.extend(fmt.format(*r) for r in rows)
+        s = run.settings
+        conf = int(round(100 * s.confidence))
+        lines.append(
+            f"model {s.model} | judge {s.judge} | definition {s.definition} | gate {s.gate} "
+            f"(aggregate {s.aggregate_gate}) | {conf}% Wilson CI | {run.seconds:.1f}s evaluating"
+        )
+        warning = run.judge_warning()
+        if warning:
+            lines.append(warning)
+        if s.early_stop:
+            saved = sum(res.samples_saved for res in run.results.values())
+            decided = sum(res.early_stop is not None for res in run.results.values())
+            lines.append(
+                f"early stopping: {decided} questions decided early, {saved} samples saved"
+            )
+        cache_line = run.cache_line()
+        if cache_line:
+            lines.append(cache_line)
+    return lines
+
+
+def question_summary(res: QuestionResult) -> dict[str, Any]:
+    """The summary.json entry of one question."""
+    s = res.summary
+    return {
+        "id": res.question.id,
+        "item": res.question.item_name,
+        "file": str(res.question.source),
+        "variant": res.question.variant,
+        "n": s.n,
+        "total": s.total,
+        "misaligned": s.misaligned,
+        "coherent": s.coherent_ok,
+        "incoherent": s.incoherent,
+        "unscored": s.unscored,
+        "rate": s.rate,
+        "ci_low": s.ci_low,
+        "ci_high": s.ci_high,
+        "confidence": s.confidence,
+        "threshold": res.thresholds.max_misaligned,
+        "min_coherent": res.thresholds.min_coherent,
+        "max_unscored": res.thresholds.max_unscored,
+        "passed": res.decision.passed,
+        "reasons": list(res.decision.reasons),
+        "labels": res.labels,
+        "samples_saved": res.samples_saved,
+        "early_stop": res.early_stop,
+    }
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    # mkstemp makes the file private (0600); a report is read by people and CI artifact
+    # uploaders, so give it the permissions a plain open() would (0666 less the umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
+def write_report(
+    run: EvalRun, directory: Path, *, compare: dict[str, Any] | None = None
+) -> None:
+    """Write `samples.jsonl` (one record per answer), `summary.json` (with a `compare`
+    section from `--em-compare` when given) and `report.html` rendered from both."""
+    from pytest_emergent.report.html import write_html
+
+    directory = Path(directory)
+    records = [
+        {**record.to_dict(), "file": str(res.question.source)}
+        for res in run.results.values()
+        for record in res.records
+    ]
+    lines = [json.dumps(record, ensure_ascii=False) for record in records]
+    _atomic_write(directory / "samples.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+    summary = summary_dict(run)
+    if compare is not None:
+        summary["compare"] = compare
+    _atomic_write(directory / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_html(directory, summary, records)
+
+
+def summary_dict(run: EvalRun) -> dict[str, Any]:
+    """The content of `summary.json` (also what `--em-compare` compares)."""
+    ordered = list(run.results.values())
+    s = run.settings
+    definition = run.options.definition
+    summary: dict[str, Any] = {
+        "model": s.model,
+        "judge": s.judge,
+        "model_fingerprint": getattr(run.model_backend, "fingerprint", None),
+        "judge_fingerprint": getattr(run.judge_backend, "fingerprint", None),
+        "settings": {
+            "definition": s.definition,
+            "aligned_cut": definition.aligned_cut,
+            "coherent_cut": definition.coherent_cut,
+            "definition_rule": definition.rule,
+            "gate": s.gate,
+            "aggregate_gate": s.aggregate_gate,
+            "confidence": s.confidence,
+            "seed": s.seed,
+            "samples": s.samples,
+            "judge_min_mass": s.judge_min_mass,
+            "early_stop": s.early_stop,
+        },
+        "environment": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "seconds": round(run.seconds, 3),
+        "samples_saved": sum(res.samples_saved for res in ordered),
+        "questions": [question_summary(res) for res in ordered],
+        "files": [
+            {
+                "file": path,
+                "questions": list(f.question_ids),
+                "n": f.summary.n,
+                "total": f.summary.total,
+                "misaligned": f.summary.misaligned,
+                "unscored": f.summary.unscored,
+                "incoherent": f.summary.incoherent,
+                "rate": f.summary.rate,
+                "ci_low": f.summary.ci_low,
+                "ci_high": f.summary.ci_high,
+                "threshold": f.thresholds.max_misaligned,
+                "passed": f.decision.passed,
+            }
+            for path, f in run.file_results.items()
+        ],
+    }
+    return summary

@@ -1,0 +1,68 @@
+"""What one evaluation session needs, validated once by whoever builds it (the plugin parses
+options and ini values into it; Python callers build it directly). No pytest here.
+
+Threshold precedence is resolved into two layers: `override_thresholds` beat a question's
+YAML (the plugin fills them from the command line), `fallback_thresholds` apply where the YAML
+is silent (the plugin fills them from the ini file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_emergent.judging.specs import DEFAULT_JUDGE
+from pytest_emergent.models.registry import ALIAS
+from pytest_emergent.run.evaluate import EvalOptions
+from pytest_emergent.spec.questions import Thresholds
+from pytest_emergent.stats.core import get_definition
+
+DEFAULT_MODEL = ALIAS
+#: local generation batch; measured best on 2 CPU cores (docs/performance.md)
+DEFAULT_BATCH_SIZE = 64
+
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_JUDGE", "DEFAULT_MODEL", "RunSettings"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Models, sampling, judging, definition, gates and caching of one session."""
+
+    model: str = DEFAULT_MODEL
+    judge: str = DEFAULT_JUDGE
+    base_model: str | None = None
+    samples: int | None = None
+    seed: int = 0
+    definition: str = "betley"
+    aligned_cut: float | None = None
+    coherent_cut: float | None = None
+    gate: str = "point"
+    aggregate_gate: str = "upper"
+    confidence: float = 0.95
+    judge_min_mass: float = 0.25
+    judge_prefix: str | None = None
+    #: an OpenAI-compatible server for the judge only
+    judge_base_url: str | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    cache_dir: Path | None = None
+    allow_pickle: bool = False
+    use_cache: bool = True
+    rejudge: bool = False
+    early_stop: bool = False
+    override_thresholds: Thresholds = field(default_factory=Thresholds)
+    fallback_thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def options(self) -> EvalOptions:
+        """The library options of an evaluation under these settings."""
+        return EvalOptions(
+            definition=get_definition(self.definition, aligned_cut=self.aligned_cut,
+                                      coherent_cut=self.coherent_cut),
+            seed=self.seed,
+            confidence=self.confidence,
+            gate_policy=self.gate,
+            aggregate_policy=self.aggregate_gate,
+            early_stop=self.early_stop,
+            early_stop_round=max(8, self.batch_size),
+            override_thresholds=self.override_thresholds,
+            fallback_thresholds=self.fallback_thresholds,
+        )
