@@ -14,7 +14,7 @@ import pytest
 from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.fake import FakeBackend
 from pytest_emergent.run.evaluate import EvalOptions, evaluate
-from pytest_emergent.spec.questions import Thresholds, load_file
+from pytest_emergent.spec import Thresholds, load_file
 from pytest_emergent.stats.core import (
     early_decision,
     early_stop_looks,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pytest_emergent.run.evaluate import EvalOptions
-from pytest_emergent.spec.questions import load_file
+from pytest_emergent.spec import load_file
 from pytest_emergent.stats.core import (
     early_decision,
     early_stop_looks,

@@ -20,7 +20,7 @@ from pytest_emergent.judging.judge import NUMERIC_CANDIDATES, Judge, JudgeTask  
 from pytest_emergent.models.base import SampleRequest, ScoreRequest  # noqa: E402
 from pytest_emergent.models.fake import FakeBackend  # noqa: E402
 from pytest_emergent.run.api import run_questions  # noqa: E402
-from pytest_emergent.spec.questions import load_file  # noqa: E402
+from pytest_emergent.spec import load_file  # noqa: E402
 
 QUESTIONS = textwrap.dedent(
     """\

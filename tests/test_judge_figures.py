@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pytest_emergent.judging.calibration import load_calibration
 from pytest_emergent.judging.contrast import SHIPPED_DIR, Heads
-from pytest_emergent.spec.questions import load_file
+from pytest_emergent.spec import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 JUDGE = ROOT / "fixtures" / "judge"

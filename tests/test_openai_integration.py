@@ -34,7 +34,7 @@ def test_direct_openai_and_inspect_paths_agree(tmp_path: Path) -> None:
     from pytest_emergent.models.registry import ALIAS, resolve
     from pytest_emergent.run.api import run_questions
     from pytest_emergent.serve import ModelServer
-    from pytest_emergent.spec.questions import load_file
+    from pytest_emergent.spec import load_file
 
     qfile = load_file(CORE, samples_override=2)
     first = qfile.questions[0]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_emergent.errors import QuestionError
-from pytest_emergent.spec.questions import (
+from pytest_emergent.spec import (
     JSON_SYSTEM_PROMPT,
     TEMPLATE_INSTRUCTIONS,
     VARIANTS,

@@ -16,7 +16,7 @@ from pytest_emergent.judging.judge import Judge
 from pytest_emergent.judging.scorers import build, json_valid, unregister_scorer, uppercase_ratio
 from pytest_emergent.models.fake import FakeBackend
 from pytest_emergent.run.evaluate import EvalOptions, evaluate
-from pytest_emergent.spec.questions import load_file
+from pytest_emergent.spec import load_file
 from pytest_emergent.stats.core import get_definition
 
 HOOK_FILE = textwrap.dedent(

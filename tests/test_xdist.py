@@ -23,7 +23,7 @@ from pytest_emergent.report.text import question_summary
 from pytest_emergent.run.evaluate import evaluate
 from pytest_emergent.run.session import EvalRun
 from pytest_emergent.run.settings import RunSettings
-from pytest_emergent.spec.questions import load_text
+from pytest_emergent.spec import load_text
 
 pytest.importorskip("xdist")
 
@@ -249,7 +249,7 @@ def test_merger_rebuilds_the_single_process_run(tmp_path: Path) -> None:
     (tmp_path / "fake.yaml").write_text(FAKE)
     path = tmp_path / "q.yaml"
     path.write_text(QUESTIONS)
-    from pytest_emergent.spec.questions import load_file
+    from pytest_emergent.spec import load_file
 
     qfile = load_file(path)
     settings = RunSettings(model="fake", judge="fake")

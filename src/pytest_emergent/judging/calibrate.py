@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pytest_emergent._io import write_atomic
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.judging.calibration import (
     CalibrationItem,
@@ -30,7 +31,7 @@ from pytest_emergent.judging.calibration import (
 from pytest_emergent.judging.judge import Judge
 from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.resources import DATA_DIR, find_set
-from pytest_emergent.spec.questions import Question, load_file
+from pytest_emergent.spec import Question, load_file
 from pytest_emergent.stats.core import Definition, get_definition
 
 SHIPPED = DATA_DIR / "judge_agreement.json"
@@ -47,12 +48,8 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 
 def save_agreement(report: CalibrationReport, root: Path) -> Path:
     """Store the figures of `report` for its judge (replacing an earlier measurement)."""
-    directory = root / "calibrations"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{report.judge_fingerprint}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    path = root / "calibrations" / f"{report.judge_fingerprint}.json"
+    write_atomic(path, json.dumps(report.to_dict(), indent=2) + "\n")
     return path
 
 

@@ -30,7 +30,7 @@ import yaml
 
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.judging.judge import CODE, REFUSAL, Judge, JudgeScore, JudgeTask
-from pytest_emergent.spec.questions import Question, render_judge_prompt
+from pytest_emergent.spec import Question, render_judge_prompt
 from pytest_emergent.stats.core import Definition, classify
 
 __all__ = [

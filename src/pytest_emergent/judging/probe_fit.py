@@ -37,7 +37,7 @@ from pytest_emergent.judging.probe import (
     hidden_at_end,
 )
 from pytest_emergent.models.base import CandidateProbs, ScoreRequest
-from pytest_emergent.spec.questions import load_file, render_judge_prompt
+from pytest_emergent.spec import load_file, render_judge_prompt
 from pytest_emergent.stats.core import Definition, get_definition
 
 METRICS = ("aligned", "coherent")

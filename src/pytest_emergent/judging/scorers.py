@@ -26,16 +26,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pytest_emergent.errors import QuestionError
+from pytest_emergent.spec.schema import HOOK_NAME
 
 if TYPE_CHECKING:
-    from pytest_emergent.spec.questions import Question, ScorerSpec
+    from pytest_emergent.spec import Question, ScorerSpec
 
 ScorerFn = Callable[[str], float]
 
 _REGISTRY: dict[str, ScorerFn] = {}
 
-#: how a hook name may look: a plain name or the older ``package.module:function`` form
-HOOK_NAME = re.compile(r"[\w.:-]+")
 
 
 def register_scorer(name: str, func: ScorerFn | None = None) -> Callable[..., ScorerFn]:

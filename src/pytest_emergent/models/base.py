@@ -11,9 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-Role = str
-#: A chat conversation: ((role, content), ...). Tuples so requests are hashable cache keys.
-Messages = tuple[tuple[Role, str], ...]
+from pytest_emergent.spec.schema import Messages, Role
+
+__all__ = ["Backend", "CandidateProbs", "Messages", "Role", "SampleRequest", "ScoreRequest",
+           "as_dicts", "as_messages"]
 
 
 def as_messages(items: Iterable[Mapping[str, str] | tuple[str, str]]) -> Messages:

@@ -45,7 +45,7 @@ def em_judge(pytestconfig: pytest.Config, em_judge_backend):  # type: ignore[no-
 @pytest.fixture
 def em_questions(request: pytest.FixtureRequest, em_settings: Settings):  # type: ignore[no-untyped-def]
     """`em_questions("sets/x.yaml")` -> `QuestionFile`; relative to the test file's folder."""
-    from pytest_emergent.spec.questions import load_file
+    from pytest_emergent.spec import load_file
 
     base = Path(str(request.node.path)).parent
 

@@ -19,7 +19,7 @@ import pytest
 from pytest_emergent.errors import QuestionError
 from pytest_emergent.judging.scorers import check_registered
 from pytest_emergent.plugin.options import settings_key
-from pytest_emergent.spec.questions import Question, QuestionFile, load_file
+from pytest_emergent.spec import Question, QuestionFile, load_file
 
 AGGREGATE_NAME = "_aggregate"
 CALIBRATE_NAME = "_calibrate_judge"

@@ -20,7 +20,7 @@ from pytest_emergent.run.settings import (
     DEFAULT_MODEL,
     RunSettings,
 )
-from pytest_emergent.spec.questions import Thresholds
+from pytest_emergent.spec import Thresholds
 
 if TYPE_CHECKING:
     from pytest_emergent.report.compare import CompareLimit

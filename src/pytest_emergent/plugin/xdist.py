@@ -56,7 +56,7 @@ from pytest_emergent.run.evaluate import (
     summarise_question,
 )
 from pytest_emergent.run.session import EvalRun, FileResult
-from pytest_emergent.spec.questions import Question, QuestionFile, load_file
+from pytest_emergent.spec import Question, QuestionFile, load_file
 
 #: the key of our entry in ``config.workeroutput``
 OUTPUT_KEY = "emergent"

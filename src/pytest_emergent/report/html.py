@@ -23,6 +23,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from pytest_emergent._io import write_atomic
 from pytest_emergent.report.svg import Point, RateRow, rate_plot, scatter_plot
 from pytest_emergent.stats.core import DEFINITIONS, Definition, get_definition
 
@@ -421,10 +422,9 @@ def load_report_dir(directory: str | Path) -> tuple[dict[str, Any], list[dict[st
 def write_html(directory: str | Path, summary: Mapping[str, Any],
                records: Sequence[Mapping[str, Any]], name: str = "report.html") -> Path:
     """Render and write `directory/name`; returns its path."""
-    from pytest_emergent.report.text import _atomic_write
 
     path = Path(directory) / name
-    _atomic_write(path, render_html(summary, records))
+    write_atomic(path, render_html(summary, records))
     return path
 
 

@@ -1,20 +1,20 @@
 """Outputs: the terminal summary table, `samples.jsonl`, `summary.json` and `report.html`
-(rendered by `report_html`)."""
+(rendered by `report.html`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pytest_emergent._io import write_atomic
+from pytest_emergent.stats.core import RateSummary
 
 if TYPE_CHECKING:
     from pytest_emergent.run.evaluate import QuestionResult
     from pytest_emergent.run.session import EvalRun
-    from pytest_emergent.stats.core import RateSummary
 
 
 def _pct(x: float | None) -> str:
@@ -113,19 +113,6 @@ def question_summary(res: QuestionResult) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    # mkstemp makes the file private (0600); a report is read by people and CI artifact
-    # uploaders, so give it the permissions a plain open() would (0666 less the umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
 def write_report(
     run: EvalRun, directory: Path, *, compare: dict[str, Any] | None = None
 ) -> None:
@@ -140,11 +127,11 @@ def write_report(
         for record in res.records
     ]
     lines = [json.dumps(record, ensure_ascii=False) for record in records]
-    _atomic_write(directory / "samples.jsonl", "\n".join(lines) + ("\n" if lines else ""))
+    write_atomic(directory / "samples.jsonl", "\n".join(lines) + ("\n" if lines else ""))
     summary = summary_dict(run)
     if compare is not None:
         summary["compare"] = compare
-    _atomic_write(directory / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(directory / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_html(directory, summary, records)
 
 

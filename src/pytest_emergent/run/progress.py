@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pytest_emergent.run.evaluate import SampleRecord
-    from pytest_emergent.spec.questions import Question
+    from pytest_emergent.spec import Question
     from pytest_emergent.stats.core import RateSummary
 
 

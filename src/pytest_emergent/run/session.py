@@ -18,7 +18,7 @@ from pytest_emergent.models.base import Backend
 from pytest_emergent.models.cache import CachedBackend, Store
 from pytest_emergent.run.evaluate import EvalOptions, QuestionResult, aggregate, evaluate
 from pytest_emergent.run.settings import RunSettings
-from pytest_emergent.spec.questions import Question, QuestionFile, Thresholds
+from pytest_emergent.spec import Question, QuestionFile, Thresholds
 from pytest_emergent.stats.core import GateDecision, RateSummary
 
 

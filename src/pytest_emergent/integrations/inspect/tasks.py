@@ -33,7 +33,7 @@ from pytest_emergent.run.evaluate import (
     judge_tasks,
     plan_samples,
 )
-from pytest_emergent.spec.questions import Question, load_file
+from pytest_emergent.spec import Question, load_file
 from pytest_emergent.stats.core import (
     MISALIGNED,
     UNSCORED,

@@ -16,12 +16,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from pytest_emergent._io import write_atomic
 from pytest_emergent.errors import ModelSpecError, require
 
 #: files (beside the weights) that change what a checkpoint computes or how it tokenises
@@ -114,22 +114,10 @@ class HashMemo:
             except (OSError, ValueError):
                 on_disk = {}
             merged = {**(on_disk if isinstance(on_disk, dict) else {}), **self._entries}
-            _write_atomic(self.path, json.dumps(merged, indent=0, sort_keys=True))
+            write_atomic(self.path, json.dumps(merged, indent=0, sort_keys=True), private=True)
             self._dirty = False
         except OSError:
             pass  # a read-only cache directory only costs re-hashing next time
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def combine(parts: list[str]) -> str:

@@ -1,0 +1,225 @@
+"""Loading question files: YAML text -> validated `QuestionFile`.
+
+Two shapes are read. The published emergent-misalignment files are a YAML list of question
+mappings and load unchanged (anchors and aliases included). Our extended shape is a mapping
+``{questions: [...], defaults: {...}, thresholds: {...}, definition: ..., vars: {...}}``.
+Every problem becomes a `QuestionError` whose message names the file, the question and the
+field, says what was expected and what was found. See ``docs/yaml-format.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pytest_emergent.errors import QuestionError
+from pytest_emergent.spec.schema import (
+    DEFINITIONS,
+    FILE_FIELDS,
+    QUESTION_FIELDS,
+    QUESTION_TYPES,
+    Question,
+    QuestionFile,
+)
+from pytest_emergent.spec.templates import _render
+from pytest_emergent.spec.validate import (
+    _check_id,
+    _check_keys,
+    _Ctx,
+    _got,
+    _is_int,
+    _is_number,
+    _judge_prompts,
+    _label_map,
+    _options,
+    _paraphrases,
+    _scorers,
+    _tags,
+    _thresholds,
+    _variant_names,
+    _vars,
+    _yaml_message,
+)
+from pytest_emergent.spec.variants import _SUFFIXES, _derive
+
+
+def load_file(path: str | Path, *, samples_override: int | None = None) -> QuestionFile:
+    """Read and validate a question file; `samples_override` replaces every sample count."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise QuestionError("file not found", path=path) from None
+    except IsADirectoryError:
+        raise QuestionError("is a directory, expected a YAML file", path=path) from None
+    except UnicodeDecodeError as exc:
+        raise QuestionError(f"file is not valid UTF-8 ({exc.reason})", path=path) from None
+    return load_text(text, path, samples_override=samples_override)
+
+
+def load_text(text: str, path: str | Path, *, samples_override: int | None = None) -> QuestionFile:
+    """Like `load_file`, from YAML text; `path` is used in messages and as `source`."""
+    file_ctx = _Ctx(path)
+    if samples_override is not None and (not _is_int(samples_override) or samples_override < 1):
+        file_ctx.fail(f"samples override must be a positive integer (got {_got(samples_override)})")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        file_ctx.fail(_yaml_message(exc))
+
+    entries: Any = data
+    top: dict[str, Any] = {}
+    if isinstance(data, dict):
+        top = data
+        _check_keys(top, FILE_FIELDS, file_ctx, "top-level")
+        entries = top.get("questions")
+        if not isinstance(entries, list) or not entries:
+            file_ctx.fail(
+                f"must be a non-empty list of questions (got {_got(entries)})", "questions"
+            )
+    elif not isinstance(data, list):
+        file_ctx.fail(
+            f"expected a list of questions, or a mapping with a 'questions' list (got {_got(data)})"
+        )
+    if not entries:
+        file_ctx.fail("expected at least one question (got an empty list)")
+
+    definition = top.get("definition")
+    if definition is not None and definition not in DEFINITIONS:
+        file_ctx.fail(
+            f"must be one of {_options(DEFINITIONS)} (got {_got(definition)})", "definition"
+        )
+    file_thresholds = _thresholds(top.get("thresholds"), file_ctx, "thresholds")
+    file_vars = _vars(top.get("vars"), file_ctx)
+    defaults = top.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        file_ctx.fail(f"must be a mapping of question fields (got {_got(defaults)})", "defaults")
+    defaults_ctx = _Ctx(path, "defaults")
+    _check_keys(defaults, tuple(f for f in QUESTION_FIELDS if f != "id"), defaults_ctx, "question")
+
+    source = Path(path)
+    questions: list[Question] = []
+    origin: dict[str, str] = {}  # id or item name -> how it came to exist, for messages
+    for index, entry in enumerate(entries, start=1):
+        built = _build(entry, index, defaults, file_vars, samples_override, source, path)
+        for q in built:
+            how = "written in the file" if q is built[0] else f"derived from {built[0].id!r}"
+            for name in dict.fromkeys((q.id, q.item_name)):
+                if name in origin:
+                    _Ctx(path, q.id).fail(
+                        f"duplicate question name {name!r}: this one is {how}, the other is "
+                        f"{origin[name]}; names must be unique in a file",
+                        "id",
+                    )
+                origin[name] = how
+            questions.append(q)
+    return QuestionFile(
+        path=source,
+        questions=tuple(questions),
+        thresholds=file_thresholds,
+        definition=definition,
+    )
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _build(
+    entry: Any,
+    index: int,
+    defaults: dict[str, Any],
+    file_vars: dict[str, Any],
+    samples_override: int | None,
+    source: Path,
+    path: str | Path,
+) -> list[Question]:
+    """One file entry -> its question plus any derived variants."""
+    if not isinstance(entry, dict):
+        _Ctx(path, f"#{index}").fail(f"must be a mapping of fields (got {_got(entry)})")
+    raw_id = entry.get("id")
+    ctx = _Ctx(path, raw_id if isinstance(raw_id, str) and raw_id else f"#{index}")
+    qid = _check_id(raw_id, ctx)
+    _check_keys(entry, QUESTION_FIELDS, ctx, "question")
+    raw = {**defaults, **entry}
+    ctx_vars = {
+        **file_vars,
+        **_vars(defaults.get("vars"), _Ctx(path, "defaults")),
+        **_vars(entry.get("vars"), ctx),
+    }
+
+    qtype = raw.get("type", QUESTION_TYPES[0])
+    if qtype not in QUESTION_TYPES:
+        ctx.fail(f"must be one of {_options(QUESTION_TYPES)} (got {_got(qtype)})", "type")
+    paraphrases = _paraphrases(raw.get("paraphrases"), ctx, ctx_vars)
+    system = raw.get("system")
+    if system is not None:
+        if not isinstance(system, str):
+            ctx.fail(f"must be a string (got {_got(system)})", "system")
+        system = _render(system, ctx_vars, ctx, "system")
+    samples = raw.get("samples_per_paraphrase", 1)
+    if not _is_int(samples) or samples < 1:
+        ctx.fail(
+            f"must be an integer of at least 1 (got {_got(samples)})", "samples_per_paraphrase"
+        )
+    if samples_override is not None:
+        samples = samples_override
+    temperature = raw.get("temperature", 1.0)
+    if not _is_number(temperature) or temperature < 0:
+        ctx.fail(f"must be a number of at least 0 (got {_got(temperature)})", "temperature")
+    max_tokens = raw.get("max_tokens", 256)
+    if not _is_int(max_tokens) or max_tokens < 1:
+        ctx.fail(f"must be an integer of at least 1 (got {_got(max_tokens)})", "max_tokens")
+    judge = raw.get("judge")
+    if judge is not None and not isinstance(judge, str):
+        ctx.fail(f"must be a model name string (got {_got(judge)})", "judge")
+    judge_prompts = _judge_prompts(raw.get("judge_prompts"), ctx)
+    scorers = _scorers(raw.get("scorers"), ctx, judge_prompts)
+    if not judge_prompts and not scorers:
+        ctx.fail(
+            f"a {qtype} question needs judge prompts or scorers (got neither)", "judge_prompts"
+        )
+    labels = _label_map(raw.get("judge_labels"), ctx, "judge_labels", judge_prompts, {})
+    flagged = _label_map(raw.get("flagged_labels"), ctx, "flagged_labels", judge_prompts, labels)
+    thresholds = _thresholds(entry.get("thresholds"), ctx, "thresholds").merged_over(
+        _thresholds(defaults.get("thresholds"), _Ctx(path, "defaults"), "thresholds")
+    )
+    tags = _tags(raw.get("tags"), ctx)
+
+    base_id, variant = qid, "base"
+    for suffix, name in _SUFFIXES.items():
+        if qid.endswith(suffix) and len(qid) > len(suffix):
+            base_id, variant = qid[: -len(suffix)], name
+    variants = _variant_names(raw.get("variants"), ctx)
+    if variants and variant != "base":
+        ctx.fail(
+            f"variants can only be derived from a base question, and {qid!r} is "
+            f"already the {variant} variant of {base_id!r}",
+            "variants",
+        )
+
+    question = Question(
+        id=qid,
+        base_id=base_id,
+        variant=variant,
+        type=qtype,
+        paraphrases=paraphrases,
+        system=system,
+        samples_per_paraphrase=samples,
+        temperature=float(temperature),
+        max_tokens=max_tokens,
+        judge=judge,
+        judge_prompts=judge_prompts,
+        judge_labels=labels,
+        flagged_labels=flagged,
+        thresholds=thresholds,
+        tags=tags,
+        scorers=scorers,
+        source=source,
+    )
+    out = [question]
+    for name in variants:
+        out.append(_derive(question, name))
+    return out
+
+
