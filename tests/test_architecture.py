@@ -10,7 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-
 SRC = Path(__file__).resolve().parents[1] / "src" / "pytest_emergent"
 
 #: stage -> rank, in the order data flows; a stage may import only stages of lower or equal
