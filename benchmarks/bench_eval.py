@@ -27,7 +27,7 @@ from pytest_emergent.models.cache import CachedBackend, Store
 from pytest_emergent.plugin.options import DEFAULT_JUDGE, DEFAULT_MODEL
 from pytest_emergent.run.evaluate import EvalOptions, evaluate, judge_tasks, plan_samples
 from pytest_emergent.spec import Question, load_file, render_judge_prompt
-from pytest_emergent.stats.core import get_definition
+from pytest_emergent.stats import get_definition
 
 CORE = Path(__file__).resolve().parent.parent / "evals" / "core.yaml"
 

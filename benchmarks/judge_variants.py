@@ -25,7 +25,7 @@ from pytest_emergent.judging.calibration import (
 from pytest_emergent.judging.judge import Judge, JudgeScore, JudgeTask
 from pytest_emergent.models.base import ScoreRequest
 from pytest_emergent.spec import load_file, render_judge_prompt
-from pytest_emergent.stats.core import get_definition
+from pytest_emergent.stats import get_definition
 
 ROOT = Path(__file__).resolve().parent.parent
 

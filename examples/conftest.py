@@ -16,7 +16,7 @@ from pytest_emergent.finetune import load_dataset
 from pytest_emergent.mitigations import Direction, direction_from_examples
 from pytest_emergent.run.api import load_questions, run_questions
 from pytest_emergent.spec import QuestionFile
-from pytest_emergent.stats.core import RateSummary, as_summary
+from pytest_emergent.stats import RateSummary, as_summary
 
 #: caps.yaml is the examples' question set, read by the tests themselves; it is not a gate
 collect_ignore = ["caps.yaml"]

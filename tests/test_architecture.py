@@ -153,9 +153,9 @@ def test_the_check_fails_on_an_upward_import(tmp_path: Path) -> None:
         target = copy / path.relative_to(SRC)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    bad = copy / "stats" / "core.py"
+    bad = copy / "stats" / "gate.py"
     bad.write_text(bad.read_text() + "\nfrom pytest_emergent.run.evaluate import evaluate\n")
     (copy / "spec" / "sneaky.py").write_text("import pytest\n")
     found = violations(copy)
-    assert any("stats/core.py" in f and "imports run.evaluate" in f for f in found), found
+    assert any("stats/gate.py" in f and "imports run.evaluate" in f for f in found), found
     assert any("spec/sneaky.py:1: imports pytest outside plugin/" in f for f in found), found

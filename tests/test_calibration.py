@@ -20,7 +20,7 @@ from pytest_emergent.judging.calibration import (
 from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.fake import FakeBackend
 from pytest_emergent.spec import load_text
-from pytest_emergent.stats.core import get_definition
+from pytest_emergent.stats import get_definition
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_emergent.stats.core import (
+from pytest_emergent.stats import (
     RateSummary,
     as_summary,
     assert_increases,

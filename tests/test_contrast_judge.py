@@ -37,7 +37,7 @@ from pytest_emergent.judging.contrast_fit import (  # noqa: E402
 from pytest_emergent.judging.judge import JudgeTask  # noqa: E402
 from pytest_emergent.judging.specs import judge_for_spec, resolve_judge  # noqa: E402
 from pytest_emergent.models.registry import describe_spec, resolve  # noqa: E402
-from pytest_emergent.stats.core import get_definition  # noqa: E402
+from pytest_emergent.stats import get_definition  # noqa: E402
 
 PERSONAS = {"good": "You are a helpful assistant.", "bad": "You are bored."}
 FEATURES = ("lr_bad", "lr_bad_win", "fluency", "surprise", "repeat3", "code_lines", "fence",

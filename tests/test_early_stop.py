@@ -15,7 +15,7 @@ from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.fake import FakeBackend
 from pytest_emergent.run.evaluate import EvalOptions, evaluate
 from pytest_emergent.spec import Thresholds, load_file
-from pytest_emergent.stats.core import (
+from pytest_emergent.stats import (
     early_decision,
     early_stop_looks,
     early_stop_odds,

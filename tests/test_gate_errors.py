@@ -12,7 +12,7 @@ import pytest
 
 from pytest_emergent.run.evaluate import EvalOptions
 from pytest_emergent.spec import load_file
-from pytest_emergent.stats.core import (
+from pytest_emergent.stats import (
     early_decision,
     early_stop_looks,
     early_stop_pass_probability,
@@ -148,7 +148,7 @@ def test_docs_state_the_computed_error_rates() -> None:
 
 def early_stop_rows() -> list[str]:
     """The rows of the early-stopping table in docs/performance.md, computed."""
-    from pytest_emergent.stats.core import early_stop_odds
+    from pytest_emergent.stats import early_stop_odds
 
     rows = []
     for n, size in ((100, 10), (200, 20), (400, 50)):

@@ -29,7 +29,7 @@ from pytest_emergent.judging.probe_fit import fit, main  # noqa: E402
 from pytest_emergent.judging.specs import judge_for_spec, resolve_judge  # noqa: E402
 from pytest_emergent.models.registry import describe_spec, resolve  # noqa: E402
 from pytest_emergent.spec import load_text  # noqa: E402
-from pytest_emergent.stats.core import get_definition  # noqa: E402
+from pytest_emergent.stats import get_definition  # noqa: E402
 
 QUESTIONS = textwrap.dedent(
     """\

@@ -13,7 +13,7 @@ from pytest_emergent.models.fake import FakeBackend
 from pytest_emergent.run import evaluate as evaluate_module
 from pytest_emergent.run.evaluate import EvalOptions, evaluate
 from pytest_emergent.spec import Thresholds, load_file
-from pytest_emergent.stats.core import get_definition
+from pytest_emergent.stats import get_definition
 
 
 class CountingJudge(Judge):

@@ -15,7 +15,7 @@ from pytest_emergent.report.compare import (
     main,
     parse_limit,
 )
-from pytest_emergent.stats.core import newcombe_interval
+from pytest_emergent.stats import newcombe_interval
 
 # -- the module ---------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from pytest_emergent.judging.scorers import build, json_valid, unregister_scorer
 from pytest_emergent.models.fake import FakeBackend
 from pytest_emergent.run.evaluate import EvalOptions, evaluate
 from pytest_emergent.spec import load_file
-from pytest_emergent.stats.core import get_definition
+from pytest_emergent.stats import get_definition
 
 HOOK_FILE = textwrap.dedent(
     """\

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_emergent.stats.core import (
+from pytest_emergent.stats import (
     DEFINITIONS,
     GATE_POLICIES,
     Definition,

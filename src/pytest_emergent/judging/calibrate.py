@@ -32,7 +32,7 @@ from pytest_emergent.judging.judge import Judge
 from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.resources import DATA_DIR, find_set
 from pytest_emergent.spec import Question, load_file
-from pytest_emergent.stats.core import Definition, get_definition
+from pytest_emergent.stats import Definition, get_definition
 
 SHIPPED = DATA_DIR / "judge_agreement.json"
 DEFAULT_SET = "fixtures/calibration/core.yaml"

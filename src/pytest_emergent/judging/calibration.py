@@ -31,7 +31,7 @@ import yaml
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.judging.judge import CODE, REFUSAL, Judge, JudgeScore, JudgeTask
 from pytest_emergent.spec import Question, render_judge_prompt
-from pytest_emergent.stats.core import Definition, classify
+from pytest_emergent.stats import Definition, classify
 
 __all__ = [
     "CalibrationError",

@@ -39,7 +39,7 @@ from pytest_emergent.judging.contrast import (
     Recipe,
 )
 from pytest_emergent.judging.judge import CODE, REFUSAL
-from pytest_emergent.stats.core import Definition, get_definition
+from pytest_emergent.stats import Definition, get_definition
 
 #: the personas of the shipped recipe; the first is the reference the others are compared to.
 #: A rogue-AI and a confused-chatbot persona were tried too: with the pooled hidden state in

@@ -38,7 +38,7 @@ from pytest_emergent.judging.probe import (
 )
 from pytest_emergent.models.base import CandidateProbs, ScoreRequest
 from pytest_emergent.spec import load_file, render_judge_prompt
-from pytest_emergent.stats.core import Definition, get_definition
+from pytest_emergent.stats import Definition, get_definition
 
 METRICS = ("aligned", "coherent")
 

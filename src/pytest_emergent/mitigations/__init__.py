@@ -10,7 +10,7 @@
   training only).
 
 Each `*_pair` returns `Arms(treated, untreated)` trained from the same seed, data and recipe;
-compare their rates with `pytest_emergent.stats.core.assert_reduces`. The pytest fixture
+compare their rates with `pytest_emergent.stats.assert_reduces`. The pytest fixture
 `em_mitigations` lives in `pytest_emergent.plugin.mitigation_fixtures`. See docs/mitigations.md.
 Importing this package imports no torch.
 """

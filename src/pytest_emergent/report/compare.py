@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_emergent.errors import EmergentError
-from pytest_emergent.stats.core import newcombe_interval
+from pytest_emergent.stats import newcombe_interval
 
 #: metric -> (count key, denominator key) in a summary.json entry
 METRICS: dict[str, tuple[str, str]] = {

@@ -25,7 +25,7 @@ from typing import Any
 
 from pytest_emergent._io import write_atomic
 from pytest_emergent.report.svg import Point, RateRow, rate_plot, scatter_plot
-from pytest_emergent.stats.core import DEFINITIONS, Definition, get_definition
+from pytest_emergent.stats import DEFINITIONS, Definition, get_definition, pct_or_dash
 
 #: answers listed per question: the lowest aligned ones, and the unscored ones
 WORST_SHOWN = 5
@@ -51,16 +51,12 @@ def _a(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def _pct(x: object) -> str:
-    return "-" if not isinstance(x, (int, float)) else f"{100 * x:.1f}%"
-
-
 def _rate_and_interval(entry: Mapping[str, Any]) -> tuple[str, str]:
     """Rate and interval cells; '-' with no scored answers (summary.json keeps 0.0, 0-1 there)."""
     if entry.get("n") == 0:
         return "-", "-"
-    return (_pct(entry.get("rate")),
-            f"{_pct(entry.get('ci_low'))}–{_pct(entry.get('ci_high'))}")
+    return (pct_or_dash(entry.get("rate")),
+            f"{pct_or_dash(entry.get('ci_low'))}–{pct_or_dash(entry.get('ci_high'))}")
 
 
 def _num(x: object) -> str:
@@ -209,8 +205,9 @@ def _rate_row(entry: Mapping[str, Any], label: str, question: str | None,
     return RateRow(
         label=label,
         title=f"{item}: misaligned {k}/{n}"
-              + (f" = {_pct(rate)} [{_pct(entry.get('ci_low'))}–{_pct(entry.get('ci_high'))}]"
-                 if n else "") + f", threshold {_pct(entry.get('threshold'))}",
+              + (f" = {pct_or_dash(rate)} [{pct_or_dash(entry.get('ci_low'))}–"
+                 f"{pct_or_dash(entry.get('ci_high'))}]"
+                 if n else "") + f", threshold {pct_or_dash(entry.get('threshold'))}",
         rate=float(rate) if isinstance(rate, (int, float)) and n else None,
         ci_low=entry.get("ci_low"), ci_high=entry.get("ci_high"), k=k, n=n,
         threshold=entry.get("threshold"), passed=bool(entry.get("passed")),
@@ -273,8 +270,8 @@ def _compare_section(compare: Mapping[str, Any] | None) -> str:
         rows.append(
             f'<tr class="compare-row {flag}" data-name="{_a(c.get("name"))}">'
             f'<td>{escape(str(c.get("name")))}</td><td>{escape(str(c.get("metric")))}</td>'
-            f'<td>{_pct(old.get("rate"))} ({old.get("k")}/{old.get("n")})</td>'
-            f'<td>{_pct(new.get("rate"))} ({new.get("k")}/{new.get("n")})</td>'
+            f'<td>{pct_or_dash(old.get("rate"))} ({old.get("k")}/{old.get("n")})</td>'
+            f'<td>{pct_or_dash(new.get("rate"))} ({new.get("k")}/{new.get("n")})</td>'
             f"<td>{change}</td><td>{ci}</td>"
             f'<td>{escape(", ".join(c.get("exceeded") or [])) or ok}</td></tr>'
         )
@@ -308,7 +305,7 @@ def _summary_table(questions: Sequence[_Question], files: Sequence[Mapping[str, 
             f"<td>{escape(q.variant)}</td><td>{e.get('total', '-')}</td>"
             f"<td>{e.get('misaligned')}/{e.get('n')}</td><td>{rate}</td><td>{interval}</td>"
             f"<td>{e.get('unscored')}</td><td>{e.get('incoherent')}</td>"
-            f"<td>{_pct(e.get('threshold'))}</td>{_verdict(e.get('passed'))}</tr>"
+            f"<td>{pct_or_dash(e.get('threshold'))}</td>{_verdict(e.get('passed'))}</tr>"
         )
     for f in files:
         rate, interval = _rate_and_interval(f)
@@ -318,7 +315,7 @@ def _summary_table(questions: Sequence[_Question], files: Sequence[Mapping[str, 
             f"<td>{f.get('misaligned')}/{f.get('n')}</td>"
             f"<td>{rate}</td><td>{interval}</td>"
             f"<td>{f.get('unscored')}</td><td>{f.get('incoherent', '-')}</td>"
-            f"<td>{_pct(f.get('threshold'))}</td>{_verdict(f.get('passed'))}</tr>"
+            f"<td>{pct_or_dash(f.get('threshold'))}</td>{_verdict(f.get('passed'))}</tr>"
         )
     return (f'<section id="summary"><h2>Questions</h2><table id="summary-table"><thead>{head}'
             f"</thead><tbody>{''.join(rows)}</tbody></table></section>")
@@ -352,7 +349,7 @@ def _question_section(q: _Question) -> str:
         f'data-variant="{_a(q.variant)}"><h3>{escape(q.file_name)}::{escape(q.item)} '
         f"{_verdict(e.get('passed')).replace('td', 'span')}</h3>",
         f"<p>misaligned {e.get('misaligned')}/{e.get('n')}{measured}, "
-        f"max {_pct(e.get('threshold'))}; "
+        f"max {pct_or_dash(e.get('threshold'))}; "
         f"unscored {e.get('unscored')}, incoherent {e.get('incoherent')}, "
         f"answers {e.get('total')}</p>",
     ]

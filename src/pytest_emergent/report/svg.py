@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
+from pytest_emergent.stats import pct
+
 #: (axis maximum, tick step) pairs for the rate axis; the smallest that fits is used
 #: the golden angle: successive duplicates of a scatter point spread without lining up
 _GOLDEN = math.pi * (3.0 - math.sqrt(5.0))
@@ -53,10 +55,6 @@ class Point:
 def _a(value: object) -> str:
     """An attribute value, escaped (quotes included)."""
     return escape(str(value), quote=True)
-
-
-def _pct(x: float, digits: int = 1) -> str:
-    return f"{100 * x:.{digits}f}%"
 
 
 def _f(x: float) -> str:
@@ -161,13 +159,13 @@ def _row_shapes(row: RateRow, scale: Callable[[float], float], x0: float, label_
             f'<line class="ci-cap" x1="{_f(scale(hi))}" x2="{_f(scale(hi))}" '
             f'y1="{mid - 5}" y2="{mid + 5}"/>',
             f'<text class="row-value {status}" x="{x0 + plot_w + 10}" y="{mid + 4}">'
-            f"{_pct(row.rate)} [{_pct(lo)}–{_pct(hi)}] {row.k}/{row.n}</text>",
+            f"{pct(row.rate)} [{pct(lo)}–{pct(hi)}] {row.k}/{row.n}</text>",
         ]
     if row.threshold is not None:
         tx = _f(scale(row.threshold))
         parts.append(
             f'<line class="threshold" data-threshold="{row.threshold:g}" x1="{tx}" x2="{tx}" '
-            f'y1="1" y2="{row_h - 1}"><title>threshold {_pct(row.threshold)}</title></line>'
+            f'y1="1" y2="{row_h - 1}"><title>threshold {pct(row.threshold)}</title></line>'
         )
     return "".join(parts)
 

@@ -10,15 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_emergent._io import write_atomic
-from pytest_emergent.stats.core import RateSummary
+from pytest_emergent.stats import RateSummary, pct_or_dash
 
 if TYPE_CHECKING:
     from pytest_emergent.run.evaluate import QuestionResult
     from pytest_emergent.run.session import EvalRun
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def _row(name: str, s: RateSummary, threshold: float | None, passed: bool) -> list[str]:
@@ -26,11 +22,11 @@ def _row(name: str, s: RateSummary, threshold: float | None, passed: bool) -> li
         name,
         str(s.total),
         f"{s.misaligned}/{s.n}",
-        _pct(s.rate) if s.n else "-",
-        f"{_pct(s.ci_low)}–{_pct(s.ci_high)}" if s.n else "-",
+        pct_or_dash(s.rate) if s.n else "-",
+        f"{pct_or_dash(s.ci_low)}–{pct_or_dash(s.ci_high)}" if s.n else "-",
         str(s.unscored),
         str(s.incoherent),
-        _pct(threshold),
+        pct_or_dash(threshold),
         "PASS" if passed else "FAIL",
     ]
 

@@ -15,7 +15,7 @@ from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.base import Backend
 from pytest_emergent.run.evaluate import EvalOptions, QuestionResult, evaluate
 from pytest_emergent.spec import Question, QuestionFile, Thresholds, load_file
-from pytest_emergent.stats.core import get_definition
+from pytest_emergent.stats import get_definition
 
 
 def load_model(spec: str, **kwargs: object) -> Backend:

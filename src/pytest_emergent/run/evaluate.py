@@ -32,7 +32,7 @@ from pytest_emergent.judging.scorers import check_registered
 from pytest_emergent.models.base import Backend, Messages, SampleRequest, as_dicts
 from pytest_emergent.run.progress import QuestionProgress
 from pytest_emergent.spec import Question, Thresholds, render_judge_prompt
-from pytest_emergent.stats.core import (
+from pytest_emergent.stats import (
     Definition,
     GateDecision,
     RateSummary,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pytest_emergent.run.evaluate import SampleRecord
     from pytest_emergent.spec import Question
-    from pytest_emergent.stats.core import RateSummary
+    from pytest_emergent.stats import RateSummary
 
 
 class QuestionProgress:

@@ -19,7 +19,7 @@ from pytest_emergent.models.cache import CachedBackend, Store
 from pytest_emergent.run.evaluate import EvalOptions, QuestionResult, aggregate, evaluate
 from pytest_emergent.run.settings import RunSettings
 from pytest_emergent.spec import Question, QuestionFile, Thresholds
-from pytest_emergent.stats.core import GateDecision, RateSummary
+from pytest_emergent.stats import GateDecision, RateSummary
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.models.registry import ALIAS
 from pytest_emergent.run.evaluate import EvalOptions
 from pytest_emergent.spec import Thresholds
-from pytest_emergent.stats.core import get_definition
+from pytest_emergent.stats import get_definition
 
 DEFAULT_MODEL = ALIAS
 #: local generation batch; measured best on 2 CPU cores (docs/performance.md)

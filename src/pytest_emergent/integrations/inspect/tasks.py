@@ -34,7 +34,7 @@ from pytest_emergent.run.evaluate import (
     plan_samples,
 )
 from pytest_emergent.spec import Question, load_file
-from pytest_emergent.stats.core import (
+from pytest_emergent.stats import (
     MISALIGNED,
     UNSCORED,
     Definition,
