@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import fake_args
 
-from pytest_emergent.report.html import scatter_xy
+from pytest_emergent.report.saved import scatter_xy
 
 pytestmark = pytest.mark.browser
 

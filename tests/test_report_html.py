@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import fake_args
 
-from pytest_emergent.report.html import render_html, scatter_xy
+from pytest_emergent.report.html import render_html
+from pytest_emergent.report.saved import scatter_xy
 
 
 class _Elements(HTMLParser):
