@@ -25,7 +25,9 @@ from pytest_emergent.judging.judge import Judge, JudgeTask
 from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
 from pytest_emergent.models.cache import CachedBackend, Store
 from pytest_emergent.plugin.options import DEFAULT_JUDGE, DEFAULT_MODEL
-from pytest_emergent.run.evaluate import EvalOptions, evaluate, judge_tasks, plan_samples
+from pytest_emergent.run.evaluate import evaluate
+from pytest_emergent.run.plan import judge_tasks, plan_samples
+from pytest_emergent.run.records import EvalOptions
 from pytest_emergent.spec import Question, load_file, render_judge_prompt
 from pytest_emergent.stats import get_definition
 

@@ -13,7 +13,8 @@ import pytest
 
 from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.fake import FakeBackend
-from pytest_emergent.run.evaluate import EvalOptions, evaluate
+from pytest_emergent.run.evaluate import evaluate
+from pytest_emergent.run.records import EvalOptions
 from pytest_emergent.spec import Thresholds, load_file
 from pytest_emergent.stats import (
     early_decision,

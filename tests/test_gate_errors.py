@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_emergent.run.evaluate import EvalOptions
+from pytest_emergent.run.records import EvalOptions
 from pytest_emergent.spec import load_file
 from pytest_emergent.stats import (
     early_decision,

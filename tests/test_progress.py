@@ -11,7 +11,8 @@ from test_early_stop import QUESTIONS, SCRIPT
 from pytest_emergent.judging.judge import Judge, JudgeScore, JudgeTask
 from pytest_emergent.models.fake import FakeBackend
 from pytest_emergent.run import evaluate as evaluate_module
-from pytest_emergent.run.evaluate import EvalOptions, evaluate
+from pytest_emergent.run.evaluate import evaluate
+from pytest_emergent.run.records import EvalOptions
 from pytest_emergent.spec import Thresholds, load_file
 from pytest_emergent.stats import get_definition
 

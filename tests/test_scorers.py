@@ -15,7 +15,8 @@ from pytest_emergent.errors import QuestionError
 from pytest_emergent.judging.judge import Judge
 from pytest_emergent.judging.scorers import build, json_valid, unregister_scorer, uppercase_ratio
 from pytest_emergent.models.fake import FakeBackend
-from pytest_emergent.run.evaluate import EvalOptions, evaluate
+from pytest_emergent.run.evaluate import evaluate
+from pytest_emergent.run.records import EvalOptions
 from pytest_emergent.spec import load_file
 from pytest_emergent.stats import get_definition
 

@@ -46,15 +46,8 @@ from pytest_emergent.models.base import (
 )
 from pytest_emergent.models.cache import CachedBackend, Store
 from pytest_emergent.plugin.items import AGGREGATE_NAME, CALIBRATE_NAME, file_key, question_key
-from pytest_emergent.run.evaluate import (
-    EvalOptions,
-    QuestionResult,
-    SampleRecord,
-    aggregate,
-    categorise,
-    decide,
-    summarise_question,
-)
+from pytest_emergent.run.outcome import aggregate, categorise, decide, summarise_question
+from pytest_emergent.run.records import EvalOptions, QuestionResult, SampleRecord
 from pytest_emergent.run.session import EvalRun, FileResult
 from pytest_emergent.spec import Question, QuestionFile, load_file
 

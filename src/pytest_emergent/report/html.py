@@ -34,9 +34,8 @@ from pytest_emergent.report.saved import (
     unscored_reasons,
 )
 from pytest_emergent.report.svg import Point, RateRow, rate_plot, scatter_plot
+from pytest_emergent.spec import VARIANTS
 from pytest_emergent.stats import Definition, pct_or_dash
-
-VARIANTS = ("base", "json", "template")
 
 
 @dataclass

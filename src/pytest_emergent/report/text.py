@@ -13,7 +13,7 @@ from pytest_emergent._io import write_atomic
 from pytest_emergent.stats import RateSummary, pct_or_dash
 
 if TYPE_CHECKING:
-    from pytest_emergent.run.evaluate import QuestionResult
+    from pytest_emergent.run.records import QuestionResult
     from pytest_emergent.run.session import EvalRun
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.base import Backend
-from pytest_emergent.run.evaluate import EvalOptions, QuestionResult, evaluate
+from pytest_emergent.run.evaluate import evaluate
+from pytest_emergent.run.records import EvalOptions, QuestionResult
 from pytest_emergent.spec import Question, QuestionFile, Thresholds, load_file
 from pytest_emergent.stats import get_definition
 

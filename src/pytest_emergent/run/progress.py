@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pytest_emergent.run.evaluate import SampleRecord
+    from pytest_emergent.run.records import SampleRecord
     from pytest_emergent.spec import Question
     from pytest_emergent.stats import RateSummary
 

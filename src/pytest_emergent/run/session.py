@@ -16,7 +16,9 @@ from pytest_emergent.errors import EmergentError
 from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.base import Backend
 from pytest_emergent.models.cache import CachedBackend, Store
-from pytest_emergent.run.evaluate import EvalOptions, QuestionResult, aggregate, evaluate
+from pytest_emergent.run.evaluate import evaluate
+from pytest_emergent.run.outcome import aggregate
+from pytest_emergent.run.records import EvalOptions, QuestionResult
 from pytest_emergent.run.settings import RunSettings
 from pytest_emergent.spec import Question, QuestionFile, Thresholds
 from pytest_emergent.stats import GateDecision, RateSummary

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.models.registry import ALIAS
-from pytest_emergent.run.evaluate import EvalOptions
+from pytest_emergent.run.records import EvalOptions
 from pytest_emergent.spec import Thresholds
 from pytest_emergent.stats import get_definition
 

@@ -7,9 +7,11 @@ json and template variants.
 
 from pytest_emergent.spec.load import load_file, load_text
 from pytest_emergent.spec.schema import (
+    CATEGORICAL_TYPE,
     DEFINITIONS,
     HOOK_NAME,
     JSON_SYSTEM_PROMPT,
+    NUMERIC_TYPE,
     QUESTION_TYPES,
     SCORER_KINDS,
     TEMPLATE_INSTRUCTIONS,
@@ -27,6 +29,8 @@ __all__ = [
     "DEFINITIONS",
     "HOOK_NAME",
     "JSON_SYSTEM_PROMPT",
+    "CATEGORICAL_TYPE",
+    "NUMERIC_TYPE",
     "QUESTION_TYPES",
     "SCORER_KINDS",
     "TEMPLATE_INSTRUCTIONS",

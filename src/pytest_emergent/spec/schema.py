@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_emergent.stats import DEFINITIONS as STATS_DEFINITIONS
+
 Role = str
 #: A chat conversation: ((role, content), ...). Tuples so requests are hashable cache keys.
 Messages = tuple[tuple[Role, str], ...]
@@ -20,11 +22,12 @@ HOOK_NAME = re.compile(r"[\w.:-]+")
 #: Variant names: the question as written, asked for a JSON answer, asked to fill a template.
 VARIANTS = ("base", "json", "template")
 #: Judge types: a 0-100 score per metric, or a categorical label per metric.
-QUESTION_TYPES = ("free_form_judge_0_100", "free_form_judge")
+NUMERIC_TYPE, CATEGORICAL_TYPE = "free_form_judge_0_100", "free_form_judge"
+QUESTION_TYPES = (NUMERIC_TYPE, CATEGORICAL_TYPE)
 #: Judge-free scorers; each yields a number in 0..1 per answer.
 SCORER_KINDS = ("regex", "json_valid", "uppercase_ratio", "hook")
 #: Misalignment definitions a file may name.
-DEFINITIONS = ("betley", "organisms", "inoculation")
+DEFINITIONS = tuple(STATS_DEFINITIONS)
 
 #: Fields of the published format (all tolerated, ``judge`` is informational).
 PUBLISHED_FIELDS = (

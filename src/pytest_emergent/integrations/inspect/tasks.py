@@ -26,13 +26,9 @@ from typing import Any
 
 from pytest_emergent.judging.judge import Judge
 from pytest_emergent.resources import find_set
-from pytest_emergent.run.evaluate import (
-    QuestionResult,
-    SampleRecord,
-    categorise,
-    judge_tasks,
-    plan_samples,
-)
+from pytest_emergent.run.outcome import categorise
+from pytest_emergent.run.plan import judge_tasks, plan_samples
+from pytest_emergent.run.records import QuestionResult, SampleRecord
 from pytest_emergent.spec import Question, load_file
 from pytest_emergent.stats import (
     MISALIGNED,
