@@ -20,13 +20,15 @@ from pytest_emergent.judging.contrast import (  # noqa: E402
     ContrastJudge,
     Head,
     Heads,
+    find_heads,
+    to_score,
+)
+from pytest_emergent.judging.contrast_features import (  # noqa: E402
     Reader,
     Reading,
     Recipe,
-    find_heads,
     persona_features,
     text_features,
-    to_score,
 )
 from pytest_emergent.judging.contrast_fit import (  # noqa: E402
     cached_readings,

@@ -29,15 +29,8 @@ from pytest_emergent.judging.calibration import (
     load_calibration,
     measure,
 )
-from pytest_emergent.judging.contrast import (
-    ContrastBackend,
-    ContrastJudge,
-    Head,
-    Heads,
-    Reader,
-    Reading,
-    Recipe,
-)
+from pytest_emergent.judging.contrast import ContrastBackend, ContrastJudge, Head, Heads
+from pytest_emergent.judging.contrast_features import Reader, Reading, Recipe
 from pytest_emergent.judging.judge import CODE, REFUSAL
 from pytest_emergent.stats import Definition, get_definition
 

@@ -30,6 +30,9 @@ If an `assistant_prefix` ends in a way that merges with the candidates (e.g. a t
 that the tokenizer glues to the word after it), the shared context is cut back to where all
 tokenisations agree, and each probability is conditioned on the next token starting with the
 cut-off text ("token healing"): P(c) = P(tail + c) / P(next token starts with tail).
+
+What the logits say against the vocabulary (children's log-probabilities, digit mass, top
+tokens, healing mass) is read by `models/hf/readout.py`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_emergent.errors import BackendError
 from pytest_emergent.models.base import CandidateProbs, ScoreRequest
+from pytest_emergent.models.hf.readout import DIGITS, VocabReadout
 from pytest_emergent.models.hf.trie import (
     Prepared,
     Trie,
@@ -53,8 +57,6 @@ from pytest_emergent.models.hf.trie import (
 if TYPE_CHECKING:
     from pytest_emergent.models.hf.backend import HFBackend
 
-_DIGITS = frozenset("0123456789")
-_TOP = 20
 #: trie nodes per forward pass; bounds memory for very large candidate sets
 _CHUNK = 256
 #: longest prompt run in one pass with the trie (its square attention mask is built in full)
@@ -74,10 +76,8 @@ class CandidateScorer:
 
     def __init__(self, backend: HFBackend) -> None:
         self.backend = backend
-        self._digit_ids_cache: Any = None
-        self._token_texts: list[str] | None = None
-        #: token ids whose text starts with a healed tail, per tail (see `_healing_mass`)
-        self._healing_ids: dict[str, Any] = {}
+        #: reads the logits against the tokenizer's vocabulary, keeping its scans
+        self.readout = VocabReadout(backend)
         #: the prompt tokens whose keys and values `_prefix_cache` holds (see `score_many`)
         self._prefix_ids: list[int] = []
         self._prefix_cache: Any = None
@@ -113,7 +113,8 @@ class CandidateScorer:
             with torch.inference_mode():
                 for i in range(len(requests)):
                     if not requests[i].candidates:
-                        out[i] = CandidateProbs(probs={}, exact=True, top=self._next(texts[i]))
+                        out[i] = CandidateProbs(probs={}, exact=True,
+                                                top=self.readout.next(texts[i]))
                 preps = {
                     i: self._prepare(texts[i], list(dict.fromkeys(requests[i].candidates)))
                     for i in order
@@ -164,7 +165,7 @@ class CandidateScorer:
         paths = {c: list(full[cut:]) for c, full in fulls.items()}
         trie = Trie()
         ends = {c: trie.add(path) for c, path in paths.items()}
-        digit_ends = {ends[c] for c in candidates if set(c) <= _DIGITS}
+        digit_ends = {ends[c] for c in candidates if set(c) <= DIGITS}
         needed = sorted({n for n in range(len(trie.token)) if trie.children[n]} | digit_ends)
         return Prepared(prompt, cut, candidates, paths, trie, ends, digit_ends, needed)
 
@@ -177,7 +178,7 @@ class CandidateScorer:
         log_denominator = 0.0
         if prep.cut < len(prep.prompt):
             tail = str(self.backend.tokenizer.decode(prep.prompt[prep.cut:]))
-            log_denominator = self._healing_mass(root, tail, prep.paths)
+            log_denominator = self.readout.healing_mass(root, tail, prep.paths)
         probs: dict[str, float] = {}
         for c in prep.candidates:
             node = prep.ends[c]
@@ -190,7 +191,7 @@ class CandidateScorer:
             if node in prep.digit_ends:
                 p *= max(0.0, 1.0 - digit_mass[node])
             probs[c] = p
-        return CandidateProbs(probs=probs, exact=True, top=self._top(root))
+        return CandidateProbs(probs=probs, exact=True, top=self.readout.top(root))
 
     def _encode_continuations(
         self, text: str, prompt: list[int], candidates: list[str]
@@ -289,7 +290,7 @@ class CandidateScorer:
             root_logits, node_logits = out.logits[0, -1].float(), None
         digit_mass: dict[int, float] = {}
         if node_logits is not None:
-            self._read_rows(node_logits, needed[:first], trie, logp, digit_mass)
+            self.readout.read_rows(node_logits, needed[:first], trie, logp, digit_mass)
         for start in range(first, len(needed), _CHUNK):
             stop = min(len(needed), start + _CHUNK)
             out = model(
@@ -298,7 +299,8 @@ class CandidateScorer:
                 attention_mask=additive_mask(allowed[start:stop, : size + stop], dtype)[None, None],
                 **kwargs,
             )
-            self._read_rows(out.logits[0].float(), needed[start:stop], trie, logp, digit_mass)
+            self.readout.read_rows(out.logits[0].float(), needed[start:stop], trie, logp,
+                                   digit_mass)
         # keep only the prompt's keys and values: the trie nodes are this request's own
         crop_to(cache, size)
         self._prefix_ids, self._prefix_cache = list(context), cache
@@ -364,96 +366,10 @@ class CandidateScorer:
         for g in range(len(group)):
             logp = [0.0] * len(trie.token)
             digit_mass: dict[int, float] = {}
-            self._read_rows(logits[g, 1:], needed, trie, logp, digit_mass)
+            self.readout.read_rows(logits[g, 1:], needed, trie, logp, digit_mass)
             results.append((torch.log_softmax(logits[g, 0], dim=-1), digit_mass, logp))
         # keep the common prefix (one row of it) for the next request
         cache.batch_select_indices(torch.tensor([0]))
         crop_to(cache, shared)
         self._prefix_ids, self._prefix_cache = list(contexts[0][:shared]), cache
         return results
-
-    def _read_rows(
-        self,
-        logits: Any,
-        nodes: list[int],
-        trie: Trie,
-        logp: list[float],
-        digit_mass: dict[int, float],
-    ) -> None:
-        """Children's log-probabilities and the digit mass from the nodes' logit rows."""
-        import torch
-
-        norm = torch.logsumexp(logits, dim=-1)
-        digits = self._digit_ids(logits.shape[-1])
-        if digits.numel():
-            mass = torch.exp(torch.logsumexp(logits[:, digits], dim=-1) - norm).tolist()
-        else:
-            mass = [0.0] * len(nodes)
-        for k, node in enumerate(nodes):
-            digit_mass[node] = float(mass[k])
-            children = trie.children[node]
-            if children:
-                values = (logits[k, torch.tensor(list(children))] - norm[k]).tolist()
-                for tok, value in zip(children, values, strict=True):
-                    logp[children[tok]] = float(value)
-
-    def _digit_ids(self, size: int) -> Any:
-        """Ids of the tokens whose raw text starts with a digit."""
-        import torch
-
-        if self._digit_ids_cache is None:
-            ids = [
-                idx
-                for token, idx in self.backend.tokenizer.get_vocab().items()
-                # raw token strings keep the space marker ("Ġ4", "▁4" start a new number);
-                # ASCII only: byte-level alphabets map bytes to "²", which isdigit() accepts
-                if idx < size and token and token[0] in _DIGITS
-            ]
-            self._digit_ids_cache = torch.tensor(sorted(ids), dtype=torch.long)
-        return self._digit_ids_cache
-
-    def _next(self, text: str) -> dict[str, float]:
-        """The most likely next tokens after `text` (one uncached pass)."""
-        import torch
-
-        ids = self.backend.encode(text)
-        if not ids:
-            raise BackendError("candidate_probs: the prompt tokenises to nothing")
-        logits = self.backend.model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits
-        return self._top(torch.log_softmax(logits[0, -1].float(), -1))
-
-    def _top(self, root: Any) -> dict[str, float]:
-        """The most likely next tokens after the prompt, as text -> probability."""
-        import torch
-
-        values, ids = torch.topk(root, min(_TOP, root.shape[-1]))
-        top: dict[str, float] = {}
-        for value, idx in zip(values.tolist(), ids.tolist(), strict=True):
-            key = str(self.backend.tokenizer.decode([idx]))
-            top[key] = top.get(key, 0.0) + math.exp(value)
-        return top
-
-    def _healing_mass(self, root: Any, tail: str, paths: dict[str, list[int]]) -> float:
-        """log P(next token starts with `tail`); checks every path's first token does."""
-        import torch
-
-        texts = self._texts(root.shape[-1])
-        for cand, path in paths.items():
-            if not texts[path[0]].startswith(tail):
-                raise BackendError(
-                    f"candidate_probs: assistant_prefix ends in {tail!r}, which the tokenizer "
-                    f"merges with candidate {cand!r} across more than one token; end the "
-                    "prefix elsewhere (e.g. without trailing whitespace)"
-                )
-        ids = self._healing_ids.get(tail)
-        if ids is None:  # one scan of the vocabulary per distinct tail (it is the same text
-            # for every judgment with one assistant prefix)
-            ids = torch.tensor([i for i, t in enumerate(texts) if t.startswith(tail)])
-            self._healing_ids[tail] = ids
-        return float(torch.logsumexp(root[ids], dim=0))
-
-    def _texts(self, size: int) -> list[str]:
-        if self._token_texts is None:
-            tok = self.backend.tokenizer
-            self._token_texts = [str(tok.decode([i])) for i in range(size)]
-        return self._token_texts
