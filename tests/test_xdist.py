@@ -18,9 +18,9 @@ from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.base import CandidateProbs, SampleRequest, ScoreRequest
 from pytest_emergent.models.cache import Store
 from pytest_emergent.models.fake import FakeBackend
-from pytest_emergent.plugin.xdist import Merger, worker_payload
 from pytest_emergent.report.text import question_summary
 from pytest_emergent.run.evaluate import evaluate
+from pytest_emergent.run.merge import Merger, worker_payload
 from pytest_emergent.run.session import EvalRun
 from pytest_emergent.run.settings import RunSettings
 from pytest_emergent.spec import load_text

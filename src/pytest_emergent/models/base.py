@@ -100,3 +100,12 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release resources (servers, sessions). Safe to call twice."""
         ...
+
+
+@runtime_checkable
+class CountsCache(Protocol):
+    """A backend that counts its cache hits (`CachedBackend`, or the stand-in for one that ran
+    on xdist workers); the terminal's cache line reads these."""
+
+    hits: int
+    misses: int

@@ -27,7 +27,12 @@ from pytest_emergent.judging.judge import Judge, JudgeTask
 from pytest_emergent.judging.scorers import build as build_scorer
 from pytest_emergent.judging.scorers import check_registered
 from pytest_emergent.models.base import Backend, SampleRequest
-from pytest_emergent.run.outcome import categorise, decide, effective_thresholds, summarise_question
+from pytest_emergent.run.outcome import (
+    categorise,
+    effective_thresholds,
+    result_from_records,
+    summarise_question,
+)
 from pytest_emergent.run.plan import judge_tasks, plan_samples
 from pytest_emergent.run.progress import QuestionProgress
 from pytest_emergent.run.records import EvalOptions, QuestionResult, SampleRecord
@@ -142,15 +147,8 @@ def evaluate(
 
     results: dict[tuple[str, str], QuestionResult] = {}
     for index, (q, recs) in enumerate(done):
-        for r in recs:
-            r.category = categorise(q, r, options.definition)
-        summary, labels = summarise_question(q, recs, options)
-        thresholds, decision = decide(q, summary, options)
-        results[(str(q.source), q.id)] = QuestionResult(
-            question=q, records=recs, summary=summary, thresholds=thresholds,
-            decision=decision, labels=labels, samples_saved=saved.get(index, 0),
-            early_stop=stopped.get(index),
-        )
+        results[(str(q.source), q.id)] = result_from_records(
+            q, recs, options, samples_saved=saved.get(index, 0), early_stop=stopped.get(index))
     return results
 
 

@@ -106,6 +106,21 @@ def decide(question: Question, summary: RateSummary, options: EvalOptions) -> tu
     return thresholds, gate_on(summary, thresholds, options)
 
 
+def result_from_records(question: Question, records: list[SampleRecord], options: EvalOptions,
+                        *, samples_saved: int = 0, early_stop: str | None = None
+                        ) -> QuestionResult:
+    """A question's result from its judged records: categories, rate, thresholds, gate. The
+    one path for a result, in one process or merged from xdist workers."""
+    for record in records:
+        record.category = categorise(question, record, options.definition)
+    summary, labels = summarise_question(question, records, options)
+    thresholds, decision = decide(question, summary, options)
+    return QuestionResult(
+        question=question, records=records, summary=summary, thresholds=thresholds,
+        decision=decision, labels=labels, samples_saved=samples_saved, early_stop=early_stop,
+    )
+
+
 def aggregate(
     results: Iterable[QuestionResult], file_thresholds: Thresholds, options: EvalOptions
 ) -> tuple[RateSummary, Thresholds, GateDecision]:

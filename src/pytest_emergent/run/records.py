@@ -3,11 +3,12 @@ samples.jsonl) and one result per question. Plain data; no backend, judge or pyt
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_emergent.judging.judge import JudgeScore
-from pytest_emergent.models.base import Messages, as_dicts
+from pytest_emergent.models.base import Messages, as_dicts, as_messages
 from pytest_emergent.spec import Question, Thresholds
 from pytest_emergent.stats import Definition, GateDecision, RateSummary
 
@@ -76,6 +77,23 @@ class SampleRecord:
             "scores": {m: s.to_dict() for m, s in self.scores.items()},
             "scorers": dict(self.scorer_values),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SampleRecord:
+        """Inverse of `to_dict`."""
+        return cls(
+            question_id=str(data["question_id"]),
+            item_name=str(data["item"]),
+            variant=str(data["variant"]),
+            paraphrase_index=int(data["paraphrase_index"]),
+            sample_index=int(data["sample_index"]),
+            seed=int(data["seed"]),
+            messages=as_messages(data["messages"]),
+            answer=str(data["answer"]),
+            scores={m: JudgeScore.from_dict(s) for m, s in dict(data["scores"]).items()},
+            scorer_values={k: float(v) for k, v in dict(data.get("scorers") or {}).items()},
+            category=str(data.get("category", "unscored")),
+        )
 
 
 @dataclass

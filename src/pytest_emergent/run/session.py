@@ -14,7 +14,7 @@ from typing import Any
 
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.judging.judge import Judge
-from pytest_emergent.models.base import Backend
+from pytest_emergent.models.base import Backend, CountsCache
 from pytest_emergent.models.cache import CachedBackend, Store
 from pytest_emergent.run.evaluate import evaluate
 from pytest_emergent.run.outcome import aggregate
@@ -193,15 +193,16 @@ class EvalRun:
 
     def cache_line(self) -> str | None:
         """`cache: 40 answers stored, 8 generated; ...` for the terminal summary."""
-        parts = []
+        parts: list[str] = []
         for name, backend in (("answers", self.model_backend), ("judgments", self.judge_backend)):
-            if isinstance(backend, CachedBackend):
+            if isinstance(backend, CountsCache):
                 parts.append(f"{name}: {backend.hits} from cache, {backend.misses} computed")
         if not parts:
             return None
-        if self.model_backend is self.judge_backend:
-            parts = [f"answers and judgments: {self.model_backend.hits} from cache, "  # type: ignore[union-attr]
-                     f"{self.model_backend.misses} computed"]  # type: ignore[union-attr]
+        shared = self.model_backend
+        if shared is self.judge_backend and isinstance(shared, CountsCache):
+            parts = [f"answers and judgments: {shared.hits} from cache, "
+                     f"{shared.misses} computed"]
         if self._store is not None and self._store.corrupted:
             parts.append(f"{self._store.corrupted} damaged cache entries recomputed")
         return f"cache {self.store_path}: " + "; ".join(parts)
