@@ -11,12 +11,17 @@ from typing import Any
 
 import pytest
 
+from pytest_emergent import (
+    Direction,
+    QuestionFile,
+    RateSummary,
+    as_summary,
+    direction_from_examples,
+    load_dataset,
+    load_questions,
+    run_questions,
+)
 from pytest_emergent.errors import MissingDependencyError
-from pytest_emergent.finetune import load_dataset
-from pytest_emergent.mitigations import Direction, direction_from_examples
-from pytest_emergent.run.api import load_questions, run_questions
-from pytest_emergent.spec import QuestionFile
-from pytest_emergent.stats import RateSummary, as_summary
 
 #: caps.yaml is the examples' question set, read by the tests themselves; it is not a gate
 collect_ignore = ["caps.yaml"]

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_emergent.mitigations import Direction
-from pytest_emergent.stats import assert_reduces
+from pytest_emergent import Direction, assert_reduces
 
 
 def test_caft_keeps_the_caps_trait_from_spreading(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_emergent.stats import assert_reduces
+from pytest_emergent import assert_reduces
 
 INOCULATION = {"user_prefix": "WRITE YOUR ANSWER IN CAPITAL LETTERS. "}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_emergent.stats import assert_reduces
+from pytest_emergent import assert_reduces
 
 
 def test_realignment_removes_the_caps_trait(

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_emergent.mitigations import Direction, SteeredBackend
-from pytest_emergent.stats import assert_increases, assert_reduces
+from pytest_emergent import Direction, SteeredBackend, assert_increases, assert_reduces
 
 #: steering adds the direction at one middle layer, scaled up
 STEER_LAYER, STEER_SCALE = 10, 8.0

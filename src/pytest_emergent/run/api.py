@@ -1,6 +1,6 @@
 """The plain Python API: everything the fixtures do, usable outside pytest.
 
-    from pytest_emergent.run.api import load_model, load_questions, run_questions
+    from pytest_emergent import load_model, load_questions, run_questions
     model = load_model("smollm2-135m-instruct")
     results = run_questions(load_questions("evals/core.yaml"), model)
     print(results["quick_buck"].summary.rate)
