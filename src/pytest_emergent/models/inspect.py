@@ -33,7 +33,8 @@ from pytest_emergent.models.base import (
     SampleRequest,
     ScoreRequest,
 )
-from pytest_emergent.models.openai.backend import TOP_LOGPROBS, _run_sync, map_top_logprobs
+from pytest_emergent.models.openai.backend import TOP_LOGPROBS, _run_sync
+from pytest_emergent.models.openai.responses import map_top_logprobs
 
 __all__ = ["InspectBackend", "from_spec", "inspect_messages", "register_model_api"]
 

@@ -1,32 +1,8 @@
-"""A small OpenAI-compatible server for a local model (the transformers backend).
-
-    python -m pytest_emergent.serve --model smollm2-135m-instruct --port 8000
-
-serves `POST /v1/chat/completions` and `GET /v1/models` on 127.0.0.1 with the standard library
-only. It exists so that the `openai:` backend can be tested against a real HTTP server with a
-real model, and so that a self-hosted judge can be tried without installing vLLM. It honours
-`messages`, `max_tokens` / `max_completion_tokens`, `temperature`, `seed`, `n` (choice `i`
-uses seed `seed + i`), `logprobs`, `top_logprobs` (0..20, per generated token, from the
-model's raw next-token distribution) and, like vLLM, `continue_final_message: true` with a
-final assistant message (the reply continues that text). Sampling goes through the same
-`HFBackend` code as in-process evaluation, so an answer with a given seed is the answer the
-direct path samples. Streaming and tools are not supported.
-
-Requests that arrive together are decoded together: a worker thread collects whatever is
-queued (up to `max_batch`) and sends it through the backend's batched decode loop.
-
-With `faults=True` (`--enable-faults`) a control endpoint `POST /_faults` with
-`{"mode": M, "count": K}` makes the next K chat requests fail with mode M: `429`, `500`,
-`hang` (no reply for `hang_s` seconds), `malformed` (a 200 with a body that is not JSON),
-`no_logprobs` (a normal reply without logprobs) or `401_echo` (a 401 whose message echoes the
-presented key, as some servers do). `GET /_stats` counts requests; `DELETE /_faults` clears.
-Never enable faults on a server someone else uses.
-"""
+"""The model server: `ModelServer` answers chat-completions bodies by queuing one job per
+choice for a worker thread that decodes what is queued as one batch; fault injection state."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import queue
 import threading
@@ -35,23 +11,17 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-from pytest_emergent.models.base import Messages, SampleRequest, as_messages
+from pytest_emergent.models.base import SampleRequest
+from pytest_emergent.serve.handler import handler_for
+from pytest_emergent.serve.request import RequestError, int_field, parse_messages
 
-__all__ = ["ModelServer", "main"]
+__all__ = ["FAULT_MODES", "MAX_TOP_LOGPROBS", "ModelServer"]
 
 MAX_TOP_LOGPROBS = 20
 FAULT_MODES = ("429", "500", "hang", "malformed", "no_logprobs", "401_echo")
-
-
-class RequestError(Exception):
-    """A 4xx: the request is wrong."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -92,7 +62,7 @@ class ModelServer:
         self._fault_lock = threading.Lock()
         self.stats: dict[str, int] = {"chat": 0, "faulted": 0, "ok": 0}
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._httpd = ThreadingHTTPServer((host, port), handler_for(self))
         self._httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
 
@@ -154,8 +124,8 @@ class ModelServer:
 
     def chat(self, body: dict[str, Any]) -> dict[str, Any]:
         """Answer one chat-completions request body (raises `RequestError` for bad ones)."""
-        messages, prefix = _parse_messages(body)
-        n = _int(body, "n", 1, 1, 128)
+        messages, prefix = parse_messages(body)
+        n = int_field(body, "n", 1, 1, 128)
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         max_tokens = 256 if max_tokens is None else max_tokens
         if not isinstance(max_tokens, int) or not 0 <= max_tokens <= self.max_tokens_limit:
@@ -170,7 +140,7 @@ class ModelServer:
             raise RequestError("seed must be an integer")
         top: int | None = None
         if body.get("logprobs"):
-            top = _int(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
+            top = int_field(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
         elif body.get("top_logprobs") is not None:
             raise RequestError("top_logprobs needs logprobs: true")
         text = self.backend.render_prompt(messages) + prefix
@@ -304,193 +274,3 @@ class ModelServer:
             "logprobs": None if logprobs is None else {"content": logprobs},
             "_n_tokens": len(row),
         }
-
-
-def _int(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = body.get(name, default)
-    if value is None:
-        value = default
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise RequestError(f"{name} must be an integer in {low}..{high}")
-    return value
-
-
-def _parse_messages(body: dict[str, Any]) -> tuple[Messages, str]:
-    """(messages, assistant prefix) of a request; content parts are joined as text."""
-    raw = body.get("messages")
-    if not isinstance(raw, list) or not raw:
-        raise RequestError("messages must be a non-empty list")
-    items: list[dict[str, str]] = []
-    for m in raw:
-        if not isinstance(m, dict) or "role" not in m:
-            raise RequestError("each message needs a role and content")
-        content = m.get("content") or ""
-        if isinstance(content, list):
-            content = "".join(
-                str(p.get("text", "")) for p in content if isinstance(p, dict)
-                and p.get("type") == "text"
-            )
-        items.append({"role": str(m["role"]), "content": str(content)})
-    prefix = ""
-    if body.get("continue_final_message") or body.get("add_generation_prompt") is False:
-        if items[-1]["role"] != "assistant":
-            raise RequestError("continue_final_message needs a final assistant message")
-        prefix = items.pop()["content"]
-        if not items:
-            raise RequestError("messages must hold more than the assistant prefix")
-    return as_messages(items), prefix
-
-
-def _handler_for(server: ModelServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet by default
-            return None
-
-        def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None,
-                  raw: bytes | None = None) -> None:
-            data = raw if raw is not None else json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):  # the client gave up
-                pass
-
-        def _error(self, status: int, message: str, kind: str,
-                   headers: dict[str, str] | None = None) -> None:
-            self._send(status, {"error": {"message": message, "type": kind, "code": status}},
-                       headers)
-
-        def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            return json.loads(self.rfile.read(length) or b"{}")
-
-        def _authorised(self) -> bool:
-            if not server.api_key:
-                return True
-            if self.headers.get("Authorization", "") == f"Bearer {server.api_key}":
-                return True
-            self._error(401, "Incorrect API key provided.", "invalid_request_error")
-            return False
-
-        def do_GET(self) -> None:
-            if self.path.rstrip("/") == "/v1/models":
-                if self._authorised():
-                    self._send(200, {"object": "list", "data": [
-                        {"id": server.model_name, "object": "model", "owned_by": "local"}]})
-            elif self.path == "/_stats" and server.faults_enabled:
-                self._send(200, dict(server.stats))
-            else:
-                self._error(404, f"no route {self.path}", "not_found")
-
-        def do_DELETE(self) -> None:
-            if self.path == "/_faults" and server.faults_enabled:
-                server.clear_faults()
-                self._send(200, {"ok": True})
-            else:
-                self._error(404, f"no route {self.path}", "not_found")
-
-        def do_POST(self) -> None:
-            try:
-                body = self._body()
-            except ValueError:
-                self._error(400, "request body is not JSON", "invalid_request_error")
-                return
-            if self.path == "/_faults" and server.faults_enabled:
-                try:
-                    server.inject(str(body.get("mode")), int(body.get("count", 1)),
-                                  float(body.get("hang_s", 30.0)))
-                except (ValueError, TypeError) as exc:
-                    self._error(400, str(exc), "invalid_request_error")
-                    return
-                self._send(200, {"ok": True})
-                return
-            if self.path.rstrip("/") != "/v1/chat/completions":
-                self._error(404, f"no route {self.path}", "not_found")
-                return
-            fault = server._take_fault() if server.faults_enabled else None
-            mode = fault[0] if fault else None
-            if mode == "401_echo":
-                presented = self.headers.get("Authorization", "")
-                self._error(401, f"Incorrect API key provided: {presented}",
-                            "invalid_request_error")
-                return
-            if not self._authorised():
-                return
-            if mode == "429":
-                self._error(429, "Rate limit reached (injected)", "rate_limit_error",
-                            {"Retry-After": "0"})
-                return
-            if mode == "500":
-                self._error(500, "internal error (injected)", "server_error")
-                return
-            if mode == "hang":
-                time.sleep(fault[1] if fault else 0.0)
-                self.close_connection = True
-                return
-            if mode == "malformed":
-                self._send(200, None, raw=b'{"choices": [{"message": ')
-                return
-            if not isinstance(body, dict):
-                self._error(400, "request body must be a JSON object", "invalid_request_error")
-                return
-            try:
-                reply = server.chat(body)
-            except RequestError as exc:
-                self._error(exc.status, str(exc), "invalid_request_error")
-                return
-            except Exception as exc:
-                self._error(500, f"{type(exc).__name__}: {exc}", "server_error")
-                return
-            if mode == "no_logprobs":
-                for choice in reply["choices"]:
-                    choice["logprobs"] = None
-            server.stats["ok"] += 1
-            self._send(200, reply)
-
-    return Handler
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pytest_emergent.serve",
-        description="Serve a local model over an OpenAI-compatible chat-completions API.",
-    )
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="local model spec")
-    parser.add_argument("--name", default=None, help="model name reported by /v1/models")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--api-key-env", default=None,
-                        help="require the key held in this environment variable")
-    parser.add_argument("--batch-size", type=int, default=32, help="rows decoded together")
-    parser.add_argument("--enable-faults", action="store_true",
-                        help="enable the /_faults control endpoint (tests only)")
-    args = parser.parse_args(argv)
-
-    from pytest_emergent.models.registry import resolve
-
-    backend = resolve(args.model, batch_size=args.batch_size)
-    key = os.environ.get(args.api_key_env) if args.api_key_env else None
-    server = ModelServer(backend, model_name=args.name or args.model, host=args.host,
-                         port=args.port, api_key=key, faults=args.enable_faults,
-                         max_batch=args.batch_size)
-    server.start()
-    print(f"serving {args.model} at {server.url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

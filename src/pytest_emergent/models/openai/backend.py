@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 import os
 import random
-import re
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pytest_emergent.errors import BackendError, MissingDependencyError, ModelSpecError
 from pytest_emergent.models.base import (
@@ -40,6 +38,14 @@ from pytest_emergent.models.base import (
     ScoreRequest,
     as_dicts,
 )
+from pytest_emergent.models.openai.redact import _Secret, public_url, scrub
+from pytest_emergent.models.openai.responses import (
+    error_text,
+    first_top_logprobs,
+    map_top_logprobs,
+    message_content,
+    retry_after,
+)
 
 __all__ = ["ApiOptions", "OpenAICompatBackend", "from_spec", "map_top_logprobs", "scrub"]
 
@@ -47,23 +53,6 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: how many first-token alternatives a judge asks for (the OpenAI maximum)
 TOP_LOGPROBS = 20
 _T = TypeVar("_T")
-
-
-class _Secret:
-    """Holds the API key; its repr and str never show it (tracebacks with locals included)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "_Secret('***')"
-
-    __str__ = __repr__
 
 
 @dataclass(frozen=True)
@@ -100,58 +89,6 @@ class ApiOptions:
         if opts.concurrency < 1 or opts.timeout <= 0 or opts.max_retries < 0 or opts.backoff < 0:
             raise ModelSpecError(f"invalid API options: {opts}")
         return opts
-
-
-def public_url(url: str) -> str:
-    """`url` without user:password@ and without a query string (which may carry keys)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-
-
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """`text` with every secret, bearer token and URL credential replaced by `***`."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    text = re.sub(r"(?i)(bearer\s+)[^\s'\",]+", r"\1***", text)
-    text = re.sub(r"(?i)(api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s'\",&]+", r"\1***", text)
-    return re.sub(r"(://)[^/\s@]+@", r"\1***@", text)
-
-
-def _candidate_for(token: str, candidates: Sequence[str]) -> str | None:
-    """The candidate a first token stands for, or None."""
-    text = token.strip()
-    if not text:
-        return None
-    if text.isascii() and text.isdigit():
-        value = int(text)
-        name = str(value)
-        return name if value <= 100 and name in candidates else None
-    if text in candidates:
-        return text
-    # a word split into several tokens ("REF" of "REFUSAL"): the first piece stands for it
-    # when it starts exactly one non-numeric candidate; two letters at least, so "C" is not
-    # read as "CODE"
-    if len(text) < 2:
-        return None
-    words = [c for c in candidates if not c.isdigit() and c.startswith(text)]
-    return words[0] if len(words) == 1 else None
-
-
-def map_top_logprobs(top: Sequence[tuple[str, float]], candidates: Sequence[str]) -> CandidateProbs:
-    """Map (token, logprob) pairs of the first generated token onto the candidates."""
-    probs: dict[str, float] = {}
-    raw: dict[str, float] = {}
-    for token, logprob in top:
-        p = math.exp(logprob) if logprob is not None and logprob > -1e30 else 0.0
-        raw[token] = raw.get(token, 0.0) + p
-        candidate = _candidate_for(token, candidates)
-        if candidate is not None:
-            probs[candidate] = probs.get(candidate, 0.0) + p
-    return CandidateProbs(probs=probs, exact=False, top=raw)
 
 
 class _Retryable(Exception):
@@ -204,7 +141,7 @@ class OpenAICompatBackend:
                     max_tokens=int(request.max_tokens),
                     seed=int(request.seed),
                 )
-                return _content(body).strip()
+                return message_content(body).strip()
 
             return call
 
@@ -231,7 +168,7 @@ class OpenAICompatBackend:
                     seed=0,
                     extra_body=extra or None,
                 )
-                return map_top_logprobs(_first_top_logprobs(body), request.candidates)
+                return map_top_logprobs(first_top_logprobs(body), request.candidates)
 
             return call
 
@@ -331,12 +268,12 @@ class OpenAICompatBackend:
             raise _Retryable(f"connection error: {self._clean(str(exc))}") from None
         except openai.RateLimitError as exc:
             raise _Retryable(
-                f"rate limited (HTTP 429): {self._clean(_error_text(exc))}", _retry_after(exc)
+                f"rate limited (HTTP 429): {self._clean(error_text(exc))}", retry_after(exc)
             ) from None
         except openai.APIStatusError as exc:
-            message = f"HTTP {exc.status_code}: {self._clean(_error_text(exc))}"
+            message = f"HTTP {exc.status_code}: {self._clean(error_text(exc))}"
             if exc.status_code >= 500 or exc.status_code in (408, 409):
-                raise _Retryable(message, _retry_after(exc)) from None
+                raise _Retryable(message, retry_after(exc)) from None
             # 4xx: the request itself is wrong (bad key, unknown model); retrying cannot help
             raise BackendError(message) from None
         except openai.APIError as exc:
@@ -354,50 +291,6 @@ class OpenAICompatBackend:
 
     def _clean(self, text: str) -> str:
         return scrub(text, [self._key.get()])
-
-
-def _error_text(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-    return str(getattr(exc, "message", "") or exc)
-
-
-def _retry_after(exc: Any) -> float | None:
-    response = getattr(exc, "response", None)
-    value = getattr(response, "headers", {}).get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _content(body: dict[str, Any]) -> str:
-    message = body["choices"][0].get("message") or {}
-    content = message.get("content")
-    if content is None:
-        return ""
-    if not isinstance(content, str):
-        raise BackendError(f"malformed response: message content is {type(content).__name__}")
-    return content
-
-
-def _first_top_logprobs(body: dict[str, Any]) -> list[tuple[str, float]]:
-    logprobs = body["choices"][0].get("logprobs") or {}
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not content or not isinstance(content, list):
-        raise BackendError(
-            "the response has no logprobs; a logprob judge needs a server that supports "
-            "`logprobs` and `top_logprobs` on chat completions"
-        )
-    first = content[0]
-    top = first.get("top_logprobs") or [first]
-    try:
-        return [(str(t["token"]), float(t["logprob"])) for t in top]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BackendError(f"malformed logprobs entry: {exc}") from None
 
 
 def _run_sync(main: Callable[[], Awaitable[_T]]) -> _T:
