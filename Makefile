@@ -48,7 +48,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks examples scripts
 	$(BIN)/mypy src scripts
 
 $(BIN)/.docs-installed: $(BIN)/.installed

@@ -159,3 +159,11 @@ def test_the_check_fails_on_an_upward_import(tmp_path: Path) -> None:
     found = violations(copy)
     assert any("stats/gate.py" in f and "imports run.evaluate" in f for f in found), found
     assert any("spec/sneaky.py:1: imports pytest outside plugin/" in f for f in found), found
+
+
+def test_modules_stay_small() -> None:
+    """A module holds one job: none grows past a few hundred lines."""
+    limit = 400
+    big = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py")
+           if (n := len(p.read_text(encoding="utf-8").splitlines())) > limit}
+    assert big == {}, f"modules over {limit} lines; split them by job"

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_emergent.plugin.items import file_key, question_key, run_key
 from pytest_emergent.plugin.options import Settings, settings_key
+
+if TYPE_CHECKING:
+    from pytest_emergent.judging.judge import Judge
+    from pytest_emergent.models.base import Backend
+    from pytest_emergent.run.records import QuestionResult
+    from pytest_emergent.spec import Question
 
 
 @pytest.fixture(scope="session")
@@ -58,19 +65,22 @@ def em_questions(request: pytest.FixtureRequest, em_settings: Settings):  # type
 
 
 @pytest.fixture
-def em_evaluate(pytestconfig: pytest.Config, em_judge) -> Callable[..., dict]:  # type: ignore[no-untyped-def,type-arg]
+def em_evaluate(pytestconfig: pytest.Config, em_judge: Judge | None
+                ) -> Callable[..., dict[str, QuestionResult]]:
     """`em_evaluate(questions, model=None, judge=None)` -> {question id: QuestionResult}.
 
     `model` defaults to the session's `--model` backend; any `Backend` works (a fine-tuned
     one, a mitigation wrapper). Results are keyed by question id.
     """
     from pytest_emergent.run.evaluate import evaluate
+    from pytest_emergent.spec import QuestionFile
 
     run = pytestconfig.stash[run_key]
 
-    def call(questions: Sequence, model=None, judge=None) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    def call(questions: QuestionFile | Sequence[Question], model: Backend | None = None,
+             judge: Judge | None = None) -> dict[str, QuestionResult]:
         backend = model if model is not None else run.backends()[0]
-        qs = list(getattr(questions, "questions", questions))
+        qs = list(questions.questions if isinstance(questions, QuestionFile) else questions)
         results = evaluate(qs, backend, judge or em_judge, run.options)
         return {q_id: res for (_src, q_id), res in results.items()}
 

@@ -28,7 +28,7 @@ GROWTH = 64
 MEMORY_SHARE = 0.5
 
 
-class BufferedLayer(DynamicLayer):  # type: ignore[misc]
+class BufferedLayer(DynamicLayer):  # type: ignore[misc, unused-ignore]
     """`DynamicLayer` whose `keys`/`values` are views into larger buffers."""
 
     _buffers: tuple[torch.Tensor, torch.Tensor] | None = None
