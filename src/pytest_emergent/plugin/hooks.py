@@ -1,14 +1,14 @@
 """pytest hooks only: options, collection, terminal summary, reports.
 
-The work happens in plain modules (runner, evaluate, judge, stats, report); importing this
-module imports none of torch, transformers, peft, openai or inspect_ai.
+The work happens in the stages below (spec, models, judging, stats, run, report);
+importing this module imports none of torch, transformers, peft, openai or inspect_ai.
 """
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,6 +20,9 @@ from pytest_emergent.plugin.items import (
     run_key,
 )
 from pytest_emergent.plugin.options import Settings, add_options, build_settings, settings_key
+
+if TYPE_CHECKING:
+    from pytest_emergent.report.compare import Comparison
 
 _MARKERS = (
     "em: a question or question-set item of pytest-emergent",
@@ -187,6 +190,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         run.close()
 
 
-_compare_key = pytest.StashKey[Any]()  # the session's report_compare.Comparison
+#: the session's comparison with a baseline (--em-compare)
+_compare_key: pytest.StashKey[Comparison] = pytest.StashKey()
 
 __all__ = ["file_key", "question_key"]

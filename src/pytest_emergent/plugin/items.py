@@ -12,7 +12,7 @@ import fnmatch
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -21,11 +21,14 @@ from pytest_emergent.judging.scorers import check_registered
 from pytest_emergent.plugin.options import settings_key
 from pytest_emergent.spec import Question, QuestionFile, load_file
 
+if TYPE_CHECKING:
+    from pytest_emergent.run.session import EvalRun
+
 AGGREGATE_NAME = "_aggregate"
 CALIBRATE_NAME = "_calibrate_judge"
 question_key = pytest.StashKey[Question]()
 file_key = pytest.StashKey[QuestionFile]()
-run_key = pytest.StashKey[Any]()  # the session's EvalRun (typed Any to keep imports light)
+run_key: pytest.StashKey[EvalRun] = pytest.StashKey()  # the session's run
 
 
 def looks_like_question_file(path: Path, patterns: tuple[str, ...]) -> bool:
