@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +61,14 @@ def fake_args(*extra: str) -> list[str]:
     """Command-line arguments that run q.yaml on the fake model and judge."""
     return ["q.yaml", "--model", "fake:fake.yaml", "--judge", "fake:fake.yaml",
             "-p", "no:cacheprovider", "--em-cache-dir", "emcache", *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random Llama (tests/tiny.py, seed 0), built once per session (per xdist
+    worker) and shared read-only by every module that needs it."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-session") / "model")

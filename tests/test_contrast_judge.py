@@ -11,7 +11,6 @@ import pytest
 # the heavy stack once, up front (see tests/test_integration.py)
 import transformers.modeling_utils  # noqa: F401, E402  isort: skip
 
-from tiny import make_tiny_model  # noqa: E402
 
 from pytest_emergent.errors import ModelSpecError  # noqa: E402
 from pytest_emergent.judging.calibration import CalibrationItem, measure  # noqa: E402
@@ -48,9 +47,9 @@ RECIPE = Recipe(PERSONAS, FEATURES, layer=1, max_answer_tokens=12)
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> object:
+def base(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> object:
     root = tmp_path_factory.mktemp("contrast")
-    return resolve(str(make_tiny_model(root / "model")), cache_dir=root / "models")
+    return resolve(str(tiny_model_dir), cache_dir=root / "models")
 
 
 def naive_reading(base: object, question: str, answer: str) -> tuple[dict, list[float]]:

@@ -3,6 +3,7 @@ key/value cache grown in buffers, and the two-level inverse-CDF sampler."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +12,6 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import torch  # noqa: E402
-from tiny import make_tiny_model  # noqa: E402
 from transformers import DynamicCache  # noqa: E402
 
 from pytest_emergent.models.base import SampleRequest  # noqa: E402
@@ -22,9 +22,9 @@ from pytest_emergent.models.registry import resolve  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def backend(tmp_path_factory: pytest.TempPathFactory) -> HFBackend:
+def backend(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> HFBackend:
     d = tmp_path_factory.mktemp("tiny")
-    b = resolve(str(make_tiny_model(d / "model")), cache_dir=d / "cache")
+    b = resolve(str(tiny_model_dir), cache_dir=d / "cache")
     assert isinstance(b, HFBackend)
     return b
 

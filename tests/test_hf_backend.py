@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import torch  # noqa: E402
-from tiny import make_tiny_model, set_token_bias  # noqa: E402
+from tiny import set_token_bias  # noqa: E402
 
 from pytest_emergent.errors import BackendError  # noqa: E402
 from pytest_emergent.models.base import SampleRequest, ScoreRequest  # noqa: E402
@@ -24,8 +24,8 @@ NUMBERS = tuple(str(i) for i in range(101))
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+def tiny_dir(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
 
 
 @pytest.fixture(scope="module")

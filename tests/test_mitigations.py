@@ -131,14 +131,11 @@ peft_needed = pytest.importorskip  # keep the pure tests above runnable without 
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def tiny(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Any:
     peft_needed("peft")
-    from tiny import make_tiny_model
-
     from pytest_emergent.models.registry import resolve
 
-    path = make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-    backend = resolve(str(path), cache_dir=tmp_path_factory.mktemp("models"))
+    backend = resolve(str(tiny_model_dir), cache_dir=tmp_path_factory.mktemp("models"))
     yield backend
     backend.close()
 
@@ -292,12 +289,10 @@ def test_importing_the_mitigations_stays_light() -> None:
 
 
 def test_em_mitigations_fixture_in_a_session(
-    pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory
+    pytester: pytest.Pytester, tiny_model_dir: Path
 ) -> None:
     peft_needed("peft")
-    from tiny import make_tiny_model
-
-    model_dir = make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+    model_dir = tiny_model_dir
     pytester.makepyfile(test_arms=f"""
         DATA = {DATA!r}
         FAST = dict(learning_rate=0.05, max_steps=1, batch_size=2, grad_accum=1,

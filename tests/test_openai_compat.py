@@ -18,7 +18,7 @@ pytest.importorskip("transformers")
 
 from pytest_emergent.errors import BackendError, ModelSpecError  # noqa: E402
 from pytest_emergent.judging.judge import NUMERIC_CANDIDATES, Judge, JudgeTask  # noqa: E402
-from pytest_emergent.models.base import SampleRequest, ScoreRequest  # noqa: E402
+from pytest_emergent.models.base import Backend, SampleRequest, ScoreRequest  # noqa: E402
 from pytest_emergent.models.openai.backend import (  # noqa: E402
     ApiOptions,
     OpenAICompatBackend,
@@ -32,13 +32,10 @@ KEY = "sk-test-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def tiny_backend(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from tiny import make_tiny_model
-
+def tiny_backend(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Backend:
     from pytest_emergent.models.registry import resolve
 
-    path = make_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-    return resolve(str(path), cache_dir=tmp_path_factory.mktemp("models"))
+    return resolve(str(tiny_model_dir), cache_dir=tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="module")

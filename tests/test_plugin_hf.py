@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tiny import make_tiny_adapter, make_tiny_model
+from tiny import make_tiny_adapter
 
 PUBLISHED = textwrap.dedent(
     """\
@@ -38,11 +38,10 @@ PUBLISHED = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("tiny")
-    base = make_tiny_model(root / "base")
-    adapter = make_tiny_adapter(root / "adapter", base)
-    return base, adapter
+def tiny_dirs(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
+              ) -> tuple[Path, Path]:
+    adapter = make_tiny_adapter(tmp_path_factory.mktemp("tiny") / "adapter", tiny_model_dir)
+    return tiny_model_dir, adapter
 
 
 def _run(pytester: pytest.Pytester, model: Path, judge: Path, report: str, *extra: str):  # type: ignore[no-untyped-def]
