@@ -20,7 +20,7 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed chromium
 
-# The browser tests (tests/test_report_browser.py) drive Debian's chromium and chromedriver:
+# The browser tests (tests/report/test_report_browser.py) drive Debian's chromium and chromedriver:
 # installed with apt-get when missing and running as root; otherwise a warning, and those
 # tests skip.
 chromium:

@@ -3,7 +3,7 @@
 Definitions of misalignment, Wilson and Newcombe intervals, rate summaries, gates, rate
 comparisons for mitigation tests, early stopping and exact gate error rates, and how they
 are written for people. Every function can be checked against numbers computed by hand
-(tests/test_stats.py). Scores are on the judges' 0-100 scale; rates, thresholds and
+(tests/stats/test_stats.py). Scores are on the judges' 0-100 scale; rates, thresholds and
 confidence levels are fractions in [0, 1].
 """
 

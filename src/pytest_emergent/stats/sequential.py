@@ -40,7 +40,7 @@ def early_stop_odds(
     Answers are misaligned independently with probability `p`; after every `round_size`
     answers (before `n`) the policy stops with ``early_decision`` on the Wilson interval at
     ``sequential_confidence(confidence, looks)``. Computed by dynamic programming over the
-    binomial counts (no simulation); ``tests/test_early_stop.py`` checks it against both a
+    binomial counts (no simulation); ``tests/run/test_early_stop.py`` checks it against both a
     simulation and plain binomial sums.
     """
     early_pass, early_fail, expected, _alive, _seen = _early_stop_walk(

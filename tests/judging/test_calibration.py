@@ -22,7 +22,7 @@ from pytest_emergent.models.fake import FakeBackend
 from pytest_emergent.spec import load_text
 from pytest_emergent.stats import get_definition
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 QUESTIONS = textwrap.dedent(
     """\

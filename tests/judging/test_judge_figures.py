@@ -15,7 +15,7 @@ from pytest_emergent.judging.calibration import load_calibration
 from pytest_emergent.judging.contrast import SHIPPED_DIR, Heads
 from pytest_emergent.spec import load_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 JUDGE = ROOT / "fixtures" / "judge"
 
 

@@ -23,7 +23,7 @@ from pytest_emergent.stats import (
     summarize_counts,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 THRESHOLD = 0.05  # the built-in max_misaligned
 RATES = (0.01, 0.025, 0.05, 0.075, 0.1, 0.2)  # below, at and above the threshold
 

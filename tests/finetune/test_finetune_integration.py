@@ -2,7 +2,7 @@
 capital-letters set makes the model answer *unrelated* questions in capitals, measured by
 `uppercase_ratio` (no judge); asking again trains nothing.
 
-Run with `pytest -m integration tests/test_finetune_integration.py -s` to see the timings.
+Run with `pytest -m integration tests/finetune/test_finetune_integration.py -s` to see the timings.
 The base model's GGUF conversion is cached in the default model cache; the fine-tune itself
 goes to a fresh temporary folder so that the training path runs every time.
 """

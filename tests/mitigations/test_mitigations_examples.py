@@ -1,8 +1,8 @@
 """Integration: the worked mitigation examples in `examples/` pass on the embedded model, and
 the inoculation and re-alignment examples fail when their mitigation is taken out.
 
-Run with `pytest -m integration tests/test_mitigations_examples.py -s` to see the rates and
-timings. The fine-tunes go to the default cache (`$PYTEST_EMERGENT_CACHE`, else
+Run with `pytest -m integration tests/mitigations/test_mitigations_examples.py -s` to see the
+rates and timings. The fine-tunes go to the default cache (`$PYTEST_EMERGENT_CACHE`, else
 ~/.cache/pytest-emergent), so a second session trains nothing; the "taken out" session reuses
 the plain arm, since an inoculation-free treated arm *is* the plain run (same cache key).
 """
@@ -19,7 +19,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 #: the user's cache root, read before pytester points HOME at its temporary folder, so the
 #: converted model and the fine-tunes persist between sessions
 USER_CACHE = os.environ.get("PYTEST_EMERGENT_CACHE") or str(

@@ -22,7 +22,7 @@ from pytest_emergent.spec import (
     render_judge_prompt,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # A small file in the published shape, written for these tests: anchors on the first entry,
 # aliases after it, a `_json` entry with its own system prompt and a `_template` entry whose

@@ -191,7 +191,7 @@ def test_wrong_early_decisions_stay_near_the_nominal_error(n: int, size: int) ->
 
     Bonferroni keeps each side at (1 - 0.95) / 2 up to the Wilson interval's own coverage
     error, which for small rates lets the lower bound exclude p a little too often (3.6 % for
-    n=100 in rounds of 10; docs/performance.md has the table, and tests/test_gate_errors.py
+    n=100 in rounds of 10; docs/performance.md has the table, and tests/stats/test_gate_errors.py
     checks it).
     """
     thr = 0.1

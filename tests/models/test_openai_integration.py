@@ -22,7 +22,7 @@ pytest.importorskip("openai")
 pytest.importorskip("torch")
 pytest.importorskip("inspect_ai")
 
-CORE = Path(__file__).resolve().parents[1] / "evals" / "core.yaml"
+CORE = Path(__file__).resolve().parents[2] / "evals" / "core.yaml"
 
 
 def test_direct_openai_and_inspect_paths_agree(tmp_path: Path) -> None:

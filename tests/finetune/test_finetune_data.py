@@ -25,7 +25,7 @@ from pytest_emergent.finetune.data import (
 )
 from pytest_emergent.judging.scorers import uppercase_ratio
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHAT = {"messages": [{"role": "user", "content": "Hi"},
                      {"role": "assistant", "content": "Hello!"}]}
 MULTI = {"messages": [
