@@ -21,12 +21,11 @@ from pytest_emergent.run.settings import (
     RunSettings,
 )
 from pytest_emergent.spec import Thresholds
-from pytest_emergent.stats import GATE_POLICIES
+from pytest_emergent.stats import DEFINITION_NAMES, GATE_POLICIES
 
 if TYPE_CHECKING:
     from pytest_emergent.report.compare import CompareLimit
 
-DEFINITION_NAMES = ("betley", "organisms", "inoculation")
 DEFAULT_FILE_PATTERNS = ("*.yaml", "*.yml")
 
 #: (dest, help, kind): kind drives parsing; each option has an ini twin named `dest`.

@@ -209,7 +209,7 @@ def _run_section(summary: Mapping[str, Any], definition: Definition) -> str:
 def _filters(questions: Sequence[_Question]) -> str:
     keys = list(dict.fromkeys(q.key for q in questions))
     options = "".join(f'<option value="{attr(k)}">{escape(k)}</option>' for k in keys)
-    present = [v for v in VARIANTS if any(q.variant == v for q in questions)]
+    present: list[str] = [v for v in VARIANTS if any(q.variant == v for q in questions)]
     present += sorted({q.variant for q in questions} - set(VARIANTS))
     boxes = "".join(
         f'<label><input type="checkbox" class="variant-toggle" id="variant-{attr(v)}" '

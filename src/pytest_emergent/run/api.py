@@ -16,7 +16,7 @@ from pytest_emergent.models.base import Backend
 from pytest_emergent.run.evaluate import evaluate
 from pytest_emergent.run.records import EvalOptions, QuestionResult
 from pytest_emergent.spec import Question, QuestionFile, Thresholds, load_file
-from pytest_emergent.stats import get_definition
+from pytest_emergent.stats import GatePolicy, get_definition
 
 
 def load_model(spec: str, **kwargs: object) -> Backend:
@@ -39,7 +39,7 @@ def run_questions(
     definition: str = "betley",
     seed: int = 0,
     confidence: float = 0.95,
-    gate_policy: str = "point",
+    gate_policy: GatePolicy = "point",
     thresholds: Thresholds | None = None,
     judge_min_mass: float = 0.25,
 ) -> dict[str, QuestionResult]:

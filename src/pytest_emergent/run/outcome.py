@@ -17,6 +17,7 @@ from pytest_emergent.run.records import (
 )
 from pytest_emergent.spec import NUMERIC_TYPE, Question, Thresholds
 from pytest_emergent.stats import (
+    Category,
     Definition,
     GateDecision,
     RateSummary,
@@ -56,7 +57,8 @@ def gate_on(
     )
 
 
-def categorise(question: Question, record: SampleRecord, definition: Definition) -> str:
+def categorise(question: Question, record: SampleRecord, definition: Definition
+               ) -> Category:
     """Place one answer in misaligned / aligned / incoherent / unscored."""
     if question.type != NUMERIC_TYPE or ALIGNED not in question.judge_prompts:
         return "scored"

@@ -10,7 +10,15 @@ from typing import Any
 from pytest_emergent.judging.judge import JudgeScore
 from pytest_emergent.models.base import Messages, as_dicts, as_messages
 from pytest_emergent.spec import Question, Thresholds
-from pytest_emergent.stats import Definition, GateDecision, RateSummary
+from pytest_emergent.stats import (
+    CATEGORIES,
+    UNSCORED,
+    Category,
+    Definition,
+    GateDecision,
+    GatePolicy,
+    RateSummary,
+)
 
 #: a judge-free scorer flags an answer when its value is at least this
 SCORER_FLAG_AT = 0.5
@@ -27,10 +35,10 @@ class EvalOptions:
     definition: Definition
     seed: int = 0
     confidence: float = 0.95
-    gate_policy: str = "point"
+    gate_policy: GatePolicy = "point"
     #: the file aggregate's policy: by default it passes only when the data show the pooled
     #: rate is below the threshold (docs/judging.md, "gate error rates")
-    aggregate_policy: str = "upper"
+    aggregate_policy: GatePolicy = "upper"
     #: beat a question's YAML thresholds (the command line, through the plugin)
     override_thresholds: Thresholds = field(default_factory=Thresholds)
     #: apply where the YAML is silent (the ini file, through the plugin)
@@ -57,7 +65,7 @@ class SampleRecord:
     answer: str
     scores: dict[str, JudgeScore] = field(default_factory=dict)
     scorer_values: dict[str, float] = field(default_factory=dict)
-    category: str = "unscored"
+    category: Category = "unscored"
 
     def value(self, metric: str) -> float | None:
         score = self.scores.get(metric)
@@ -92,7 +100,7 @@ class SampleRecord:
             answer=str(data["answer"]),
             scores={m: JudgeScore.from_dict(s) for m, s in dict(data["scores"]).items()},
             scorer_values={k: float(v) for k, v in dict(data.get("scorers") or {}).items()},
-            category=str(data.get("category", "unscored")),
+            category=_category(data.get("category", UNSCORED)),
         )
 
 
@@ -144,3 +152,10 @@ class QuestionResult:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
+
+
+def _category(value: object) -> Category:
+    for category in CATEGORIES:
+        if value == category:
+            return category
+    raise ValueError(f"unknown answer category {value!r}; expected one of {', '.join(CATEGORIES)}")

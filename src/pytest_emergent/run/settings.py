@@ -15,7 +15,7 @@ from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.models.registry import ALIAS
 from pytest_emergent.run.records import EvalOptions
 from pytest_emergent.spec import Thresholds
-from pytest_emergent.stats import get_definition
+from pytest_emergent.stats import GatePolicy, get_definition
 
 DEFAULT_MODEL = ALIAS
 #: local generation batch; measured best on 2 CPU cores (docs/performance.md)
@@ -36,8 +36,8 @@ class RunSettings:
     definition: str = "betley"
     aligned_cut: float | None = None
     coherent_cut: float | None = None
-    gate: str = "point"
-    aggregate_gate: str = "upper"
+    gate: GatePolicy = "point"
+    aggregate_gate: GatePolicy = "upper"
     confidence: float = 0.95
     judge_min_mass: float = 0.25
     judge_prefix: str | None = None

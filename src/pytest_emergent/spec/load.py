@@ -16,6 +16,7 @@ import yaml
 
 from pytest_emergent.errors import QuestionError
 from pytest_emergent.spec.schema import (
+    BASE_VARIANT,
     DEFINITIONS,
     FILE_FIELDS,
     QUESTION_FIELDS,
@@ -186,7 +187,7 @@ def _build(
     )
     tags = _tags(raw.get("tags"), ctx)
 
-    base_id, variant = qid, "base"
+    base_id, variant = qid, BASE_VARIANT
     for suffix, name in _SUFFIXES.items():
         if qid.endswith(suffix) and len(qid) > len(suffix):
             base_id, variant = qid[: -len(suffix)], name

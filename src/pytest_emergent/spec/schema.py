@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
-from pytest_emergent.stats import DEFINITIONS as STATS_DEFINITIONS
+from pytest_emergent.stats import DEFINITION_NAMES as STATS_DEFINITIONS
 
 Role = str
 #: A chat conversation: ((role, content), ...). Tuples so requests are hashable cache keys.
@@ -20,14 +21,18 @@ Messages = tuple[tuple[Role, str], ...]
 HOOK_NAME = re.compile(r"[\w.:-]+")
 
 #: Variant names: the question as written, asked for a JSON answer, asked to fill a template.
-VARIANTS = ("base", "json", "template")
+Variant = Literal["base", "json", "template"]
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
+BASE_VARIANT: Variant = "base"
 #: Judge types: a 0-100 score per metric, or a categorical label per metric.
-NUMERIC_TYPE, CATEGORICAL_TYPE = "free_form_judge_0_100", "free_form_judge"
-QUESTION_TYPES = (NUMERIC_TYPE, CATEGORICAL_TYPE)
+QuestionType = Literal["free_form_judge_0_100", "free_form_judge"]
+QUESTION_TYPES: tuple[QuestionType, ...] = get_args(QuestionType)
+NUMERIC_TYPE, CATEGORICAL_TYPE = QUESTION_TYPES
 #: Judge-free scorers; each yields a number in 0..1 per answer.
-SCORER_KINDS = ("regex", "json_valid", "uppercase_ratio", "hook")
+ScorerKind = Literal["regex", "json_valid", "uppercase_ratio", "hook"]
+SCORER_KINDS: tuple[ScorerKind, ...] = get_args(ScorerKind)
 #: Misalignment definitions a file may name.
-DEFINITIONS = tuple(STATS_DEFINITIONS)
+DEFINITIONS = STATS_DEFINITIONS
 
 #: Fields of the published format (all tolerated, ``judge`` is informational).
 PUBLISHED_FIELDS = (
@@ -99,8 +104,7 @@ class ScorerSpec:
     """A judge-free scorer; its `name` is the metric name it reports under."""
 
     name: str
-    #: "regex" | "json_valid" | "uppercase_ratio" | "hook"
-    kind: str
+    kind: ScorerKind
     #: the regular expression, for kind "regex"
     pattern: str | None = None
     #: the name a Python `register_scorer` call gave the function, for kind "hook"
@@ -113,8 +117,8 @@ class Question:
 
     id: str
     base_id: str
-    variant: str
-    type: str
+    variant: Variant
+    type: QuestionType
     paraphrases: tuple[str, ...]
     system: str | None = None
     samples_per_paraphrase: int = 1

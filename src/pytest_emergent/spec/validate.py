@@ -20,6 +20,7 @@ from pytest_emergent.spec.schema import (
     VARIANTS,
     ScorerSpec,
     Thresholds,
+    Variant,
 )
 from pytest_emergent.spec.templates import _render
 
@@ -187,7 +188,7 @@ def _scorers(value: Any, ctx: _Ctx, judge_prompts: Mapping[str, str]) -> tuple[S
     return tuple(out)
 
 
-def _variant_names(value: Any, ctx: _Ctx) -> tuple[str, ...]:
+def _variant_names(value: Any, ctx: _Ctx) -> tuple[Variant, ...]:
     if value is None:
         return ()
     derivable = VARIANTS[1:]

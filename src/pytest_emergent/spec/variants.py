@@ -4,12 +4,17 @@ and ``template`` (a fill-in form appended to the user message) forms of a base q
 
 from __future__ import annotations
 
-from pytest_emergent.spec.schema import JSON_SYSTEM_PROMPT, TEMPLATE_INSTRUCTIONS, Question
+from pytest_emergent.spec.schema import (
+    JSON_SYSTEM_PROMPT,
+    TEMPLATE_INSTRUCTIONS,
+    Question,
+    Variant,
+)
 
-_SUFFIXES = {"_json": "json", "_template": "template"}
+_SUFFIXES: dict[str, Variant] = {"_json": "json", "_template": "template"}
 
 
-def _derive(base: Question, variant: str) -> Question:
+def _derive(base: Question, variant: Variant) -> Question:
     """Make the json or template variant of a base question."""
     system, paraphrases = base.system, base.paraphrases
     if variant == "json":

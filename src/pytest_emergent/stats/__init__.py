@@ -19,11 +19,16 @@ from pytest_emergent.stats.compare import (
 )
 from pytest_emergent.stats.definitions import (
     ALIGNED,
+    CATEGORIES,
+    DEFINITION_NAMES,
     DEFINITIONS,
     INCOHERENT,
     MISALIGNED,
+    SCORED,
     UNSCORED,
+    Category,
     Definition,
+    DefinitionName,
     classify,
     get_definition,
 )
@@ -36,6 +41,7 @@ from pytest_emergent.stats.format import (
 from pytest_emergent.stats.gate import (
     GATE_POLICIES,
     GateDecision,
+    GatePolicy,
     early_decision,
     gate,
 )
@@ -65,7 +71,13 @@ __all__ = [
     "COMPARISON_METHODS",
     "DEFINITIONS",
     "Definition",
+    "CATEGORIES",
+    "DEFINITION_NAMES",
+    "DefinitionName",
     "GATE_POLICIES",
+    "SCORED",
+    "Category",
+    "GatePolicy",
     "GateDecision",
     "INCOHERENT",
     "MISALIGNED",

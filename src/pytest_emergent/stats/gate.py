@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from pytest_emergent.stats.format import format_pct, format_rate, pct
 from pytest_emergent.stats.summary import RateSummary
 
-GATE_POLICIES = ("point", "upper", "lower")
+#: how a gate reads a rate: its point estimate, or its interval's upper or lower bound
+GatePolicy = Literal["point", "upper", "lower"]
+GATE_POLICIES: tuple[GatePolicy, ...] = get_args(GatePolicy)
 
 _POLICY_TEXT = {
     "point": "point estimate",
@@ -42,7 +45,7 @@ def gate(
     max_misaligned: float | None,
     min_coherent: float | None = None,
     max_unscored: float | None = None,
-    policy: str = "point",
+    policy: GatePolicy = "point",
 ) -> GateDecision:
     """Check a summary against thresholds (fractions) under a policy.
 

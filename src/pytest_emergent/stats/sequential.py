@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from pytest_emergent.stats.gate import check_fraction, gate
+from pytest_emergent.stats.gate import GatePolicy, check_fraction, gate
 from pytest_emergent.stats.intervals import check_confidence, wilson_interval
 from pytest_emergent.stats.summary import summarize_counts
 
@@ -89,14 +89,14 @@ def _binomial_pmf(n: int, p: float) -> list[float]:
     return [math.comb(n, k) * p**k * (1.0 - p) ** (n - k) for k in range(n + 1)]
 
 
-def gate_passes(k: int, n: int, max_misaligned: float, policy: str,
+def gate_passes(k: int, n: int, max_misaligned: float, policy: GatePolicy,
                 confidence: float = 0.95) -> bool:
     """Whether `gate` passes `k` misaligned of `n` scored answers (misaligned check only)."""
     s = summarize_counts(k, n, confidence=confidence)
     return gate(s, max_misaligned=max_misaligned, policy=policy).passed
 
 
-def pass_probability(p: float, n: int, max_misaligned: float, policy: str = "point",
+def pass_probability(p: float, n: int, max_misaligned: float, policy: GatePolicy = "point",
                      confidence: float = 0.95) -> float:
     """Exact P(the gate passes) when each of `n` scored answers is misaligned with
     probability `p` independently: the Binomial(n, p) mass of the passing counts.
@@ -111,7 +111,7 @@ def pass_probability(p: float, n: int, max_misaligned: float, policy: str = "poi
 
 
 def early_stop_pass_probability(
-    p: float, n: int, round_size: int, max_misaligned: float, policy: str = "point",
+    p: float, n: int, round_size: int, max_misaligned: float, policy: GatePolicy = "point",
     confidence: float = 0.95,
 ) -> float:
     """Exact P(pass) of early stopping as `evaluate` runs it: an early pass at one of the
