@@ -6,8 +6,11 @@ Imports nothing else of the package.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: probe and contrast heads, the shipped judge agreement figures
@@ -40,3 +43,18 @@ def fixtures_dir() -> Path:
         if candidate.is_dir():
             return candidate
     return SOURCE_ROOT / "fixtures"
+
+
+def find_fitted(pattern: str, base_fingerprint: str, search: Sequence[Path]
+                ) -> dict[str, Any] | None:
+    """The first fitted-heads file (`pattern`, e.g. ``probe*.json``) in `search` whose
+    `base_fingerprint` matches, as its dict; unreadable files are passed over; None if none."""
+    for directory in search:
+        for path in sorted(directory.glob(pattern)):
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and data.get("base_fingerprint") == base_fingerprint:
+                return data
+    return None

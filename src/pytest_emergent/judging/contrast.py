@@ -56,7 +56,7 @@ from pytest_emergent.judging.judge import (
     JudgeTask,
 )
 from pytest_emergent.models.base import CandidateProbs, SampleRequest, ScoreRequest
-from pytest_emergent.resources import DATA_DIR
+from pytest_emergent.resources import DATA_DIR, find_fitted
 
 SHIPPED_DIR = DATA_DIR
 _PREFIX = "contrast:"
@@ -127,14 +127,9 @@ class Heads:
 
 def find_heads(base_fingerprint: str, search: Sequence[Path]) -> Heads:
     """The contrast heads fitted for a base model, from the first directory that has them."""
-    for directory in search:
-        for path in sorted(directory.glob("contrast*.json")):
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(data, dict) and data.get("base_fingerprint") == base_fingerprint:
-                return Heads.from_dict(data)
+    data = find_fitted("contrast*.json", base_fingerprint, search)
+    if data is not None:
+        return Heads.from_dict(data)
     raise ModelSpecError(
         f"no contrast-judge heads for the model with fingerprint {base_fingerprint}; looked "
         f"in {[str(d) for d in search]}. Fit them with: python -m "

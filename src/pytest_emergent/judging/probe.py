@@ -28,7 +28,7 @@ from typing import Any
 from pytest_emergent.errors import BackendError, ModelSpecError
 from pytest_emergent.judging.judge import Judge, JudgeScore, JudgeTask
 from pytest_emergent.models.base import CandidateProbs, SampleRequest, ScoreRequest
-from pytest_emergent.resources import DATA_DIR
+from pytest_emergent.resources import DATA_DIR, find_fitted
 
 PREFIX = "Score:"
 SHIPPED_DIR = DATA_DIR
@@ -82,17 +82,12 @@ class Heads:
 
 def find_heads(base_fingerprint: str, search: Sequence[Path]) -> Heads:
     """The heads fitted for a base model, from the first directory that has them."""
-    for directory in search:
-        for path in sorted(directory.glob("probe*.json")):
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(data, dict) and data.get("base_fingerprint") == base_fingerprint:
-                return Heads.from_dict(data)
+    data = find_fitted("probe*.json", base_fingerprint, search)
+    if data is not None:
+        return Heads.from_dict(data)
     raise ModelSpecError(
         f"no probe heads for the model with fingerprint {base_fingerprint}; looked in "
-        f"{[str(d) for d in search]}. Fit them with: python -m pytest_emergent.judging.probe "
+        f"{[str(d) for d in search]}. Fit them with: python -m pytest_emergent.judging.probe_fit "
         "--model SPEC"
     )
 

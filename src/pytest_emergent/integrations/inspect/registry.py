@@ -11,6 +11,7 @@ from typing import Any
 from inspect_ai import Task, task
 
 from pytest_emergent.integrations.inspect.tasks import find_set, question_set_task
+from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.models.inspect import register_model_api
 
 register_model_api()
@@ -18,7 +19,7 @@ register_model_api()
 
 @task
 def core(
-    judge: str = "contrast:smollm2-135m-instruct",
+    judge: str = DEFAULT_JUDGE,
     samples: int | None = None,
     seed: int = 0,
     definition: str = "betley",
@@ -34,7 +35,7 @@ def core(
 @task
 def questions(
     file: str,
-    judge: str = "contrast:smollm2-135m-instruct",
+    judge: str = DEFAULT_JUDGE,
     samples: int | None = None,
     seed: int = 0,
     definition: str = "betley",

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_emergent.judging.judge import Judge
+from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.resources import find_set
 from pytest_emergent.run.outcome import categorise
 from pytest_emergent.run.plan import judge_tasks, plan_samples
@@ -224,7 +225,7 @@ def _sample(question: Question, record: SampleRecord, **extra: Any) -> Any:
 def question_set_task(
     file: str | Path,
     *,
-    judge: str = "contrast:smollm2-135m-instruct",
+    judge: str = DEFAULT_JUDGE,
     samples: int | None = None,
     seed: int = 0,
     definition: str = "betley",
