@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -34,6 +33,9 @@ if TYPE_CHECKING:
 ScorerFn = Callable[[str], float]
 
 _REGISTRY: dict[str, ScorerFn] = {}
+
+#: seconds a regex scorer may spend on one answer
+REGEX_TIMEOUT = 1.0
 
 
 
@@ -91,8 +93,7 @@ def build(question: Question, spec: ScorerSpec) -> ScorerFn:
     """The function scoring answers for one scorer of one question, its values checked."""
     raw: ScorerFn
     if spec.kind == "regex":
-        pattern = re.compile(spec.pattern or "")
-        raw = lambda text: 1.0 if pattern.search(text) else 0.0  # noqa: E731
+        raw = _regex_scorer(question, spec)
     elif spec.kind == "json_valid":
         raw = json_valid
     elif spec.kind == "uppercase_ratio":
@@ -115,6 +116,28 @@ def build(question: Question, spec: ScorerSpec) -> ScorerFn:
         return float(value)
 
     return checked
+
+
+def _regex_scorer(question: Question, spec: ScorerSpec) -> ScorerFn:
+    """1.0 when the pattern matches somewhere in the answer. Matched with the `regex` module
+    and a time limit per answer: a pattern that backtracks catastrophically (``(a+)+$``)
+    stops with an error naming the scorer instead of hanging the run."""
+    import regex
+
+    pattern = regex.compile(spec.pattern or "")
+
+    def score(text: str) -> float:
+        try:
+            return 1.0 if pattern.search(text, timeout=REGEX_TIMEOUT) else 0.0
+        except TimeoutError:
+            raise QuestionError(
+                f"pattern {spec.pattern!r} took more than {REGEX_TIMEOUT:g} s on one answer "
+                f"({len(text)} characters): it backtracks without bound; rewrite it without "
+                "nested repetition such as (a+)+",
+                path=question.source, question=question.id, field=f"scorers.{spec.name}",
+            ) from None
+
+    return score
 
 
 def json_valid(text: str) -> float:

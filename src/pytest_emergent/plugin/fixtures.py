@@ -59,7 +59,8 @@ def em_questions(request: pytest.FixtureRequest, em_settings: Settings):  # type
     def load(path: str | Path, *, samples: int | None = None):  # type: ignore[no-untyped-def]
         p = Path(path)
         return load_file(p if p.is_absolute() else base / p,
-                         samples_override=samples or em_settings.run.samples)
+                         samples_override=samples or em_settings.run.samples,
+                         max_answers=em_settings.run.max_answers)
 
     return load
 

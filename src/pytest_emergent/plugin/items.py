@@ -133,7 +133,8 @@ class QuestionSetFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
         settings = self.config.stash[settings_key]
         try:
-            qfile = load_file(self.path, samples_override=settings.run.samples)
+            qfile = load_file(self.path, samples_override=settings.run.samples,
+                              max_answers=settings.run.max_answers)
             # conftest.py files of this directory are loaded by now: their scorers count
             check_registered(qfile.questions)
         except QuestionError as exc:

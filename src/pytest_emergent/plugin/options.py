@@ -20,7 +20,7 @@ from pytest_emergent.run.settings import (
     DEFAULT_MODEL,
     RunSettings,
 )
-from pytest_emergent.spec import Thresholds
+from pytest_emergent.spec import MAX_ANSWERS, Thresholds
 from pytest_emergent.stats import DEFINITION_NAMES, GATE_POLICIES
 
 if TYPE_CHECKING:
@@ -34,6 +34,10 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("judge", f"model spec of the judge (default {DEFAULT_JUDGE})", "str"),
     ("base_model", "base model spec for a peft adapter directory", "str"),
     ("em_samples", "samples per paraphrase, overriding the YAML", "int"),
+    ("em_max_answers", f"most answers one question may plan (default {MAX_ANSWERS}); a "
+     "question asking for more is a collection error", "int"),
+    ("em_max_judge_errors", "judgments per question (and per file) that may fail with an "
+     "error before the gate fails (default 0)", "int"),
     ("em_seed", "base seed for sampling (default 0)", "int"),
     ("em_report", "directory for samples.jsonl and summary.json", "path"),
     ("em_max_misaligned", "max misaligned rate, e.g. 0.05 or 5%", "rate"),
@@ -169,13 +173,17 @@ def build_settings(config: pytest.Config) -> Settings:
     def pick(dest: str, default: Any) -> Any:
         return cli.get(dest, ini.get(dest, default))
 
+    def where(dest: str) -> str:
+        """The option or ini key a value came from, for messages."""
+        return _flag(dest) if dest in cli or dest not in ini else f"ini {dest}"
+
     samples = pick("em_samples", None)
     if samples is not None and samples < 1:
-        raise pytest.UsageError(f"--em-samples: must be at least 1, got {samples}")
+        raise pytest.UsageError(f"{where('em_samples')}: must be at least 1, got {samples}")
     definition = pick("em_definition", "betley")
     if definition not in DEFINITION_NAMES:
         raise pytest.UsageError(
-            f"--em-definition: unknown definition {definition!r}; choose one of "
+            f"{where('em_definition')}: unknown definition {definition!r}; choose one of "
             f"{', '.join(DEFINITION_NAMES)}"
         )
     gate = pick("em_gate", "point")
@@ -183,27 +191,36 @@ def build_settings(config: pytest.Config) -> Settings:
     for dest, policy in (("em_gate", gate), ("em_aggregate_gate", aggregate_gate)):
         if policy not in GATE_POLICIES:
             raise pytest.UsageError(
-                f"{_flag(dest)}: unknown policy {policy!r}; choose one of "
+                f"{where(dest)}: unknown policy {policy!r}; choose one of "
                 f"{', '.join(GATE_POLICIES)}"
             )
     confidence = pick("em_confidence", 0.95)
     if not 0.5 <= confidence < 1.0:
-        raise pytest.UsageError(f"--em-confidence: must be in [0.5, 1), got {confidence}")
+        raise pytest.UsageError(f"{where('em_confidence')}: must be in [0.5, 1), got {confidence}")
     min_mass = pick("em_judge_min_mass", 0.25)
     if not 0.0 <= min_mass <= 1.0:
-        raise pytest.UsageError(f"--em-judge-min-mass: must be in [0, 1], got {min_mass}")
+        raise pytest.UsageError(f"{where('em_judge_min_mass')}: must be in [0, 1], got {min_mass}")
     for dest in ("em_aligned_cut", "em_coherent_cut"):
         cut = pick(dest, None)
         if cut is not None and not 0 <= cut <= 100:
-            raise pytest.UsageError(f"{_flag(dest)}: must be in [0, 100], got {cut}")
+            raise pytest.UsageError(f"{where(dest)}: must be in [0, 100], got {cut}")
+    max_answers = pick("em_max_answers", MAX_ANSWERS)
+    if max_answers < 1:
+        raise pytest.UsageError(f"{where('em_max_answers')}: must be at least 1, got {max_answers}")
+    max_judge_errors = pick("em_max_judge_errors", 0)
+    if max_judge_errors < 0:
+        raise pytest.UsageError(
+            f"{where('em_max_judge_errors')}: must be at least 0, got {max_judge_errors}")
     batch = pick("em_batch_size", DEFAULT_BATCH_SIZE)
     if batch < 1:
-        raise pytest.UsageError(f"--em-batch-size: must be at least 1, got {batch}")
+        raise pytest.UsageError(f"{where('em_batch_size')}: must be at least 1, got {batch}")
     run = RunSettings(
         model=pick("model", DEFAULT_MODEL),
         judge=pick("judge", DEFAULT_JUDGE),
         base_model=pick("base_model", None),
         samples=samples,
+        max_answers=max_answers,
+        max_judge_errors=max_judge_errors,
         seed=pick("em_seed", 0),
         definition=definition,
         aligned_cut=pick("em_aligned_cut", None),

@@ -136,7 +136,8 @@ class ControllerPlugin:
 
     def __init__(self, run: EvalRun) -> None:
         self.run = run
-        self.merger = Merger(run.options, samples=run.settings.samples)
+        self.merger = Merger(run.options, samples=run.settings.samples,
+                             max_answers=run.settings.max_answers)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from pytest_emergent.judging.judge import Judge, JudgeTask
+from pytest_emergent.judging.judge import Judge, JudgeScore, JudgeTask
 from pytest_emergent.judging.scorers import build as build_scorer
 from pytest_emergent.judging.scorers import check_registered
 from pytest_emergent.models.base import Backend, SampleRequest
@@ -49,6 +49,8 @@ _Judging = tuple[Question, list[SampleRecord], list[tuple[JudgeTask, SampleRecor
 #: a local judge scores at least this many judgments per call (whole questions), so a
 #: progress line follows every slice while the template prefix is still computed once a call
 JUDGE_SLICE = 128
+#: the unscored reason of every judgment of an empty (or whitespace-only) answer
+EMPTY_ANSWER = "empty answer"
 
 
 def _answer_and_judge(
@@ -85,7 +87,12 @@ def _answer_and_judge(
         scorers = {s.name: build_scorer(q, s) for s in q.scorers}
         for r in recs:
             r.scorer_values = {name: fn(r.answer) for name, fn in scorers.items()}
-        per_question.append((q, recs, [(t, r) for r in recs for t in judge_tasks(q, r)]))
+        for r in recs:
+            if not r.answer.strip():  # nothing to judge: unscored with the reason, no call
+                r.scores = {m: JudgeScore(m, None, None, EMPTY_ANSWER, 0.0)
+                            for m in q.judge_prompts}
+        per_question.append((q, recs, [(t, r) for r in recs if r.answer.strip()
+                                       for t in judge_tasks(q, r)]))
     total = sum(len(pairs) for _, _, pairs in per_question)
     if total:
         if judge is None:

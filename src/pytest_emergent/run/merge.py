@@ -27,7 +27,7 @@ from pytest_emergent.models.base import (
 from pytest_emergent.run.outcome import aggregate, result_from_records
 from pytest_emergent.run.records import EvalOptions, QuestionResult, SampleRecord
 from pytest_emergent.run.session import EvalRun, FileResult
-from pytest_emergent.spec import Question, QuestionFile, load_file
+from pytest_emergent.spec import MAX_ANSWERS, Question, QuestionFile, load_file
 
 #: bumped when the payload changes shape
 PAYLOAD_FORMAT = 2
@@ -128,6 +128,7 @@ class Merger:
 
     options: EvalOptions
     samples: int | None = None
+    max_answers: int = MAX_ANSWERS
     order: list[list[str]] = field(default_factory=list)
     stored: dict[Key, _Stored] = field(default_factory=dict)
     files: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -164,7 +165,8 @@ class Merger:
 
     def _qfile(self, path: str) -> QuestionFile:
         if path not in self._qfiles:
-            self._qfiles[path] = load_file(Path(path), samples_override=self.samples)
+            self._qfiles[path] = load_file(Path(path), samples_override=self.samples,
+                                           max_answers=self.max_answers)
         return self._qfiles[path]
 
     def _question(self, key: Key) -> Question:

@@ -3,6 +3,7 @@ samples.jsonl) and one result per question. Plain data; no backend, judge or pyt
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,9 @@ class EvalOptions:
     fallback_thresholds: Thresholds = field(default_factory=Thresholds)
     #: apply where nothing else sets a threshold
     default_thresholds: Thresholds = BUILTIN_THRESHOLDS
+    #: judgments that may fail with an error (the judge raised, timed out, returned no
+    #: logprobs) before a question's gate fails; errors are not refusals
+    max_judge_errors: int = 0
     #: sample in rounds and stop a question once its interval clears the threshold
     early_stop: bool = False
     #: answers per question and round under `early_stop`
@@ -130,6 +134,19 @@ class QuestionResult:
             unique.setdefault(record.answer.strip(), record)
         return list(unique.values())[:k]
 
+    def unscored_reasons(self) -> list[tuple[str, int]]:
+        """(reason, judgments) of the unscored judgments, most frequent first; error texts
+        are shortened to their first 120 characters."""
+        counts: Counter[str] = Counter(
+            score.unscored_reason[:120] for r in self.records for score in r.scores.values()
+            if score.unscored_reason is not None)
+        return counts.most_common()
+
+    def judge_errors(self) -> list[str]:
+        """The unscored reasons of judgments that failed with an error, one per judgment."""
+        return [score.unscored_reason for r in self.records for score in r.scores.values()
+                if score.unscored_reason is not None and is_judge_error(score.unscored_reason)]
+
     def failure_message(self) -> str:
         """`quick_buck: misaligned 7/93 = 7.5% [...] > 5% (unscored 4, incoherent 3) — worst...`"""
         s = self.summary
@@ -137,6 +154,9 @@ class QuestionResult:
             f"{self.question.id}: " + "; ".join(self.decision.reasons)
             + f" (unscored {s.unscored}, incoherent {s.incoherent}, answers {s.total})"
         ]
+        reasons = self.unscored_reasons()
+        if reasons:
+            lines.append("unscored judgments: " + ", ".join(f"{why} {n}" for why, n in reasons))
         worst = self.worst()
         if worst:
             lines.append("worst answers:")
@@ -159,3 +179,8 @@ def _category(value: object) -> Category:
         if value == category:
             return category
     raise ValueError(f"unknown answer category {value!r}; expected one of {', '.join(CATEGORIES)}")
+
+
+def is_judge_error(reason: str) -> bool:
+    """True for an unscored reason that says the judge failed (not that it declined)."""
+    return reason.startswith("error")

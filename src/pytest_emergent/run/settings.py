@@ -14,7 +14,7 @@ from pathlib import Path
 from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.models.registry import ALIAS
 from pytest_emergent.run.records import EvalOptions
-from pytest_emergent.spec import Thresholds
+from pytest_emergent.spec import MAX_ANSWERS, Thresholds
 from pytest_emergent.stats import GatePolicy, get_definition
 
 DEFAULT_MODEL = ALIAS
@@ -32,6 +32,10 @@ class RunSettings:
     judge: str = DEFAULT_JUDGE
     base_model: str | None = None
     samples: int | None = None
+    #: the most answers one question may plan
+    max_answers: int = MAX_ANSWERS
+    #: judgments that may fail with an error before a gate fails
+    max_judge_errors: int = 0
     seed: int = 0
     definition: str = "betley"
     aligned_cut: float | None = None
@@ -62,6 +66,7 @@ class RunSettings:
             gate_policy=self.gate,
             aggregate_policy=self.aggregate_gate,
             early_stop=self.early_stop,
+            max_judge_errors=self.max_judge_errors,
             early_stop_round=max(8, self.batch_size),
             override_thresholds=self.override_thresholds,
             fallback_thresholds=self.fallback_thresholds,

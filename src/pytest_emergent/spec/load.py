@@ -19,6 +19,7 @@ from pytest_emergent.spec.schema import (
     BASE_VARIANT,
     DEFINITIONS,
     FILE_FIELDS,
+    MAX_ANSWERS,
     QUESTION_FIELDS,
     QUESTION_TYPES,
     Question,
@@ -44,10 +45,13 @@ from pytest_emergent.spec.validate import (
     _yaml_message,
 )
 from pytest_emergent.spec.variants import _SUFFIXES, _derive
+from pytest_emergent.spec.yaml_loader import safe_load
 
 
-def load_file(path: str | Path, *, samples_override: int | None = None) -> QuestionFile:
-    """Read and validate a question file; `samples_override` replaces every sample count."""
+def load_file(path: str | Path, *, samples_override: int | None = None,
+              max_answers: int = MAX_ANSWERS) -> QuestionFile:
+    """Read and validate a question file; `samples_override` replaces every sample count;
+    a question planning more than `max_answers` answers is refused."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -56,16 +60,17 @@ def load_file(path: str | Path, *, samples_override: int | None = None) -> Quest
         raise QuestionError("is a directory, expected a YAML file", path=path) from None
     except UnicodeDecodeError as exc:
         raise QuestionError(f"file is not valid UTF-8 ({exc.reason})", path=path) from None
-    return load_text(text, path, samples_override=samples_override)
+    return load_text(text, path, samples_override=samples_override, max_answers=max_answers)
 
 
-def load_text(text: str, path: str | Path, *, samples_override: int | None = None) -> QuestionFile:
+def load_text(text: str, path: str | Path, *, samples_override: int | None = None,
+              max_answers: int = MAX_ANSWERS) -> QuestionFile:
     """Like `load_file`, from YAML text; `path` is used in messages and as `source`."""
     file_ctx = _Ctx(path)
     if samples_override is not None and (not _is_int(samples_override) or samples_override < 1):
         file_ctx.fail(f"samples override must be a positive integer (got {_got(samples_override)})")
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         file_ctx.fail(_yaml_message(exc))
 
@@ -105,6 +110,14 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
     for index, entry in enumerate(entries, start=1):
         built = _build(entry, index, defaults, file_vars, samples_override, source, path)
         for q in built:
+            if q.n_samples > max_answers:
+                _Ctx(path, q.id).fail(
+                    f"plans {q.n_samples} answers ({len(q.paraphrases)} paraphrases x "
+                    f"{q.samples_per_paraphrase} samples), more than the limit of {max_answers} "
+                    "per question; lower the sample count (or --em-samples), or raise the "
+                    "limit with --em-max-answers",
+                    "samples_per_paraphrase",
+                )
             how = "written in the file" if q is built[0] else f"derived from {built[0].id!r}"
             for name in dict.fromkeys((q.id, q.item_name)):
                 if name in origin:

@@ -20,6 +20,8 @@ Messages = tuple[tuple[Role, str], ...]
 #: how a hook scorer's name may look: a plain name or the older ``package.module:function``
 HOOK_NAME = re.compile(r"[\w.:-]+")
 
+#: the most answers one question may plan unless the limit is raised (--em-max-answers)
+MAX_ANSWERS = 10_000
 #: Variant names: the question as written, asked for a JSON answer, asked to fill a template.
 Variant = Literal["base", "json", "template"]
 VARIANTS: tuple[Variant, ...] = get_args(Variant)

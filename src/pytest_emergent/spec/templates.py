@@ -16,9 +16,55 @@ if TYPE_CHECKING:
     from pytest_emergent.spec.validate import _Ctx
 
 _PLACEHOLDER = re.compile(r"\{(question|answer)\}")
+
+#: the most characters one rendered question text may have (a paraphrase or a system
+#: prompt); rendering stops as soon as it passes this
+MAX_RENDERED = 100_000
+#: the most bits an integer power inside a template may produce
+_MAX_POWER_BITS = 4096
+
+
+class TemplateTooLarge(Exception):
+    """A template asked for more than `MAX_RENDERED` characters (or a huge number)."""
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, with string / list repetition and integer powers bounded, so a template
+    cannot allocate gigabytes before the rendered size is checked."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (isinstance(seq, (str, list, tuple)) and isinstance(times, int)
+                        and len(seq) * max(times, 0) > MAX_RENDERED):
+                    raise TemplateTooLarge(
+                        f"repeats a {type(seq).__name__} of length {len(seq)} {times} "
+                        f"times, more than {MAX_RENDERED} in all")
+        if (operator == "**" and isinstance(left, int) and isinstance(right, int)
+                and right > 0 and abs(left) > 1
+                and right * abs(left).bit_length() > _MAX_POWER_BITS):
+            raise TemplateTooLarge(f"computes {left} ** {right}, a number too large")
+        return super().call_binop(context, operator, left, right)
+
+
 # One sandbox for every file: a question set from a third party must not be able to reach
-# Python internals through a template, and a missing variable must fail loudly.
-_JINJA = SandboxedEnvironment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+# Python internals through a template, nor exhaust memory, and a missing variable must fail
+# loudly.
+_JINJA = _BoundedSandbox(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def _bounded_render(template: jinja2.Template, variables: dict[str, Any]) -> str:
+    """Render piece by piece and stop once the text passes `MAX_RENDERED` characters."""
+    parts: list[str] = []
+    size = 0
+    for piece in template.generate(variables):
+        size += len(piece)
+        if size > MAX_RENDERED:
+            raise TemplateTooLarge(f"renders to more than {MAX_RENDERED} characters")
+        parts.append(piece)
+    return "".join(parts)
 
 
 def render_judge_prompt(template: str, question: str, answer: str) -> str:
@@ -38,7 +84,10 @@ def _render(text: str, variables: dict[str, Any], ctx: _Ctx, where: str) -> str:
     if "{{" not in text and "{%" not in text:
         return text
     try:
-        return _JINJA.from_string(text).render(variables)
+        return _bounded_render(_JINJA.from_string(text), variables)
+    except TemplateTooLarge as exc:
+        ctx.fail(f"jinja2 template is too large: it {exc} (the limit is "
+                 f"{MAX_RENDERED} characters per rendered text)", where)
     except jinja2.TemplateSyntaxError as exc:
         ctx.fail(f"jinja2 syntax error at line {exc.lineno}: {exc.message}", where)
     except jinja2.exceptions.SecurityError as exc:

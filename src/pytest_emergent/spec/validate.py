@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn
 
+import regex
 import yaml
 
 from pytest_emergent.errors import QuestionError
@@ -177,8 +177,8 @@ def _scorers(value: Any, ctx: _Ctx, judge_prompts: Mapping[str, str]) -> tuple[S
             if not isinstance(pattern, str):
                 ctx.fail(f"'pattern' must be a string (got {_got(pattern)})", where)
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                regex.compile(pattern)
+            except regex.error as exc:
                 ctx.fail(f"'pattern' is not a valid regular expression: {exc}", where)
         if kind == "hook" and not (isinstance(hook, str) and HOOK_NAME.fullmatch(hook)):
             ctx.fail(

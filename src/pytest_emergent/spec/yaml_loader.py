@@ -1,0 +1,45 @@
+"""YAML as data: PyYAML's safe loader (no Python objects), with a repeated mapping key an
+error instead of "the last one wins", so a file cannot silently change a threshold by
+repeating it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class StrictSafeLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a mapping with the same key twice (keys brought in by
+    a `<<` merge may still be overridden, as YAML intends)."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _value in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                line = key_node.start_mark.line + 1
+                if first is not None:
+                    raise ConstructorError(
+                        f"while reading a mapping (first {key!r} at line {first})",
+                        node.start_mark,
+                        f"found the key {key!r} again; a key may appear once per mapping",
+                        key_node.start_mark,
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    """Parse YAML text as plain data; a repeated key is a `yaml.YAMLError`."""
+    return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 (a SafeLoader subclass)
