@@ -114,3 +114,24 @@ def test_register_scorer_checks_its_arguments(cleanup: list[str]) -> None:
     cleanup.append("test_scorers_y")
     register_scorer("test_scorers_y", lambda a: 0.0)
     assert "test_scorers_y" in registered_scorers()
+
+
+def test_a_regex_scorer_has_a_time_limit_per_answer(tmp_path: Path) -> None:
+    """`(a|aa)+$` backtracks without bound on a long run of a's; the scorer stops after
+    REGEX_TIMEOUT with an error naming the file, question and scorer."""
+    import time
+
+    from pytest_emergent.judging.scorers import REGEX_TIMEOUT
+
+    path = tmp_path / "q.yaml"
+    path.write_text("- id: evil\n  paraphrases: [x]\n"
+                    "  scorers: [{name: bad, kind: regex, pattern: '(a|aa)+$'}]\n")
+    (question,) = load_file(path).questions
+    score = build(question, question.scorers[0])
+    assert score("aa") == 1.0 and score("b") == 0.0
+    start = time.monotonic()
+    with pytest.raises(QuestionError) as info:
+        score("a" * 5000 + "!")
+    assert time.monotonic() - start < REGEX_TIMEOUT + 2
+    assert "q.yaml" in str(info.value) and "evil" in str(info.value)
+    assert "scorers.bad" in str(info.value) and "backtracks" in str(info.value)
