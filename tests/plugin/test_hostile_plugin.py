@@ -163,3 +163,54 @@ def test_an_ini_error_names_the_ini_key(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nem_samples = 0\n")
     result = run(pytester, f"- id: a\n  paraphrases: [Hi.]\n  judge_prompts: {JP}\n")
     result.stderr.fnmatch_lines(["*ini em_samples: must be at least 1, got 0*"])
+
+
+QUESTION = f"- id: a\n  paraphrases: [Hi.]\n  samples_per_paraphrase: 2\n  judge_prompts: {JP}\n"
+
+
+def test_report_and_cache_paths_are_checked_at_start_up(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".txt", taken="a file")
+    result = run(pytester, QUESTION, CALM, "--em-report", "taken.txt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--em-report: taken.txt is a file; give a directory*"])
+    result = run(pytester, QUESTION, CALM, "--em-cache-dir", "taken.txt")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--em-cache-dir: taken.txt is a file; it must be a directory*"])
+
+
+def test_the_baseline_cannot_be_overwritten_by_its_own_comparison(
+        pytester: pytest.Pytester) -> None:
+    # writes rep/summary.json
+    assert run(pytester, QUESTION, CALM, "--em-aggregate-gate", "point").ret == 0
+    before = (pytester.path / "rep" / "summary.json").read_text()
+    result = run(pytester, QUESTION, CALM, "--em-compare", "rep")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--em-report and --em-compare name the same directory*"])
+    assert (pytester.path / "rep" / "summary.json").read_text() == before
+
+
+@pytest.mark.parametrize("field, value", [("rate", '"high"'), ("n", "-5"),
+                                          ("misaligned", "null")])
+def test_a_type_corrupted_baseline_is_refused_before_evaluating(
+        pytester: pytest.Pytester, field: str, value: str) -> None:
+    assert run(pytester, QUESTION, CALM, "--em-aggregate-gate", "point").ret == 0
+    summary = json.loads((pytester.path / "rep" / "summary.json").read_text())
+    summary["questions"][0][field] = json.loads(value)
+    (pytester.path / "old").mkdir()
+    (pytester.path / "old" / "summary.json").write_text(json.dumps(summary))
+    result = pytester.runpytest(*fake_args("--em-report", "new", "--em-compare", "old"))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*--em-compare: *old*summary.json: entry 0*'{field}'*"])
+    assert "generating" not in result.stdout.str()
+
+
+def test_a_run_that_cannot_evaluate_leaves_no_passing_summary(
+        pytester: pytest.Pytester) -> None:
+    assert run(pytester, QUESTION, CALM, "--em-aggregate-gate", "point").ret == 0
+    broken = pytester.runpytest("q.yaml", "--model", "fake:missing.yaml", "--judge",
+                                "fake:fake.yaml", "-p", "no:cacheprovider", "--em-report",
+                                "rep", "--em-cache-dir", "emcache")
+    assert broken.ret != 0
+    assert not (pytester.path / "rep" / "summary.json").exists()
+    previous = json.loads((pytester.path / "rep" / "summary.previous.json").read_text())
+    assert previous["questions"][0]["passed"] is True

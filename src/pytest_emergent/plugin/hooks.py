@@ -44,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     settings = build_settings(config)
     config.stash[settings_key] = settings
+    if settings.report_dir is not None and not hasattr(config, "workerinput"):
+        _retire_summary(Path(settings.report_dir))
 
     def say(message: str) -> None:
         # looked up per call: the terminal reporter may register after this hook ran
@@ -178,7 +180,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # an xdist worker hands its results to the controller, which writes the one report
     report = not hasattr(session.config, "workerinput")
     try:
-        comparison = _compare(session, run, settings) if report else None
+        failed: BaseException | None = None
+        comparison = None
+        try:
+            comparison = _compare(session, run, settings) if report else None
+        except Exception as exc:  # the run's own report is written first, then this raises
+            failed = exc
         if report and settings.report_dir is not None and run.results:
             from pytest_emergent.report.text import write_report
 
@@ -186,8 +193,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
                          compare=comparison.to_dict() if comparison is not None else None)
         if report and settings.inspect_log_dir is not None and run.results:
             _write_inspect_log(session, run, settings)
+        if failed is not None:
+            raise failed
     finally:
         run.close()
+
+
+def _retire_summary(directory: Path) -> None:
+    """A summary.json left by an earlier run becomes summary.previous.json before this run
+    starts, so a run that cannot evaluate never leaves an old passing verdict in place."""
+    old = directory / "summary.json"
+    if old.is_file():
+        old.replace(directory / "summary.previous.json")
 
 
 #: the session's comparison with a baseline (--em-compare)

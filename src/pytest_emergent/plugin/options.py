@@ -245,9 +245,22 @@ def build_settings(config: pytest.Config) -> Settings:
                                       min_coherent=ini.get("em_min_coherent"),
                                       max_unscored=ini.get("em_max_unscored")),
     )
+    report_dir = pick("em_report", None)
+    _check_report_dir(report_dir, where("em_report"))
+    if (report_dir is not None and pick("em_compare", None) is not None
+            and Path(report_dir).resolve() == Path(pick("em_compare", None)).resolve()):
+        raise pytest.UsageError(
+            f"{where('em_report')} and {where('em_compare')} name the same directory "
+            f"({report_dir}): this run's report would overwrite the baseline it is compared "
+            "with; write the new report elsewhere"
+        )
+    cache_dir = pick("em_cache_dir", None)
+    if cache_dir is not None and Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise pytest.UsageError(f"{where('em_cache_dir')}: {cache_dir} is a file; it must be a "
+                                "directory (it holds records.sqlite and models/)")
     return Settings(
         run=run,
-        report_dir=pick("em_report", None),
+        report_dir=report_dir,
         calibrate_judge=pick("em_calibrate_judge", None),
         inspect_log_dir=pick("em_inspect_log_dir", None),
         **_compare_settings(pick("em_compare", None), pick("em_compare_fail", ())),
@@ -262,6 +275,20 @@ def _limit(text: str, name: str) -> CompareLimit:
         return parse_limit(text)
     except CompareError as exc:
         raise pytest.UsageError(f"{name}: {exc}") from None
+
+
+def _check_report_dir(directory: Path | None, name: str) -> None:
+    """--em-report must be a directory this process can create and write, checked before
+    anything is evaluated."""
+    if directory is None:
+        return
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{name}: {path} is a file; give a directory for the report")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{name}: cannot create or write {path} ({existing} is not a "
+                                "writable directory)")
 
 
 def _compare_settings(directory: Path | None, limits: tuple[CompareLimit, ...]) -> dict[str, Any]:

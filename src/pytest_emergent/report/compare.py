@@ -246,12 +246,35 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise CompareError(f"{target}: not an --em-report summary (no 'questions' list)")
+    if not isinstance(data.get("files", []), list):
+        raise CompareError(f"{target}: 'files' must be a list (got {data['files']!r:.60})")
     for index, entry in enumerate([*data["questions"], *data.get("files", [])]):
         needed = ("file", "n", "misaligned")
         if not isinstance(entry, dict) or any(k not in entry for k in needed):
             raise CompareError(
                 f"{target}: entry {index} lacks one of {', '.join(needed)}: {entry!r:.120}"
             )
+        for count_key, total_key in METRICS.values():
+            for key in (count_key, total_key):
+                value = entry.get(key)
+                if key in entry and not (isinstance(value, int) and not isinstance(value, bool)
+                                         and value >= 0):
+                    raise CompareError(
+                        f"{target}: entry {index} ({entry.get('item') or entry.get('file')}): "
+                        f"'{key}' must be a count (an integer of at least 0), got {value!r:.40}; "
+                        "re-create the baseline with --em-report"
+                    )
+            if (isinstance(entry.get(count_key), int) and isinstance(entry.get(total_key), int)
+                    and entry[count_key] > entry[total_key]):
+                raise CompareError(
+                    f"{target}: entry {index}: '{count_key}' {entry[count_key]} exceeds "
+                    f"'{total_key}' {entry[total_key]}"
+                )
+        rate = entry.get("rate")
+        if rate is not None and not (isinstance(rate, (int, float)) and not isinstance(rate, bool)
+                                     and 0.0 <= rate <= 1.0):
+            raise CompareError(f"{target}: entry {index}: 'rate' must be a number in 0..1 or "
+                               f"null, got {rate!r:.40}")
     return data
 
 
