@@ -117,3 +117,49 @@ def test_rejudge_refuses_to_generate(tmp_path: Path) -> None:
     store = Store(tmp_path / "c.sqlite")
     with pytest.raises(BackendError, match="--em-rejudge: 2 answers"):
         _wrapped(store, [], rejudge=True).generate(_requests(2))
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "a directory", "a foreign table",
+                                    "a newer schema"])
+def test_a_damaged_or_foreign_cache_is_one_clear_error(tmp_path: Path, damage: str) -> None:
+    import sqlite3
+
+    from pytest_emergent.models.cache import CacheError, Store
+
+    path = tmp_path / "records.sqlite"
+    if damage == "random bytes":
+        path.write_bytes(bytes(range(256)) * 20)
+    elif damage == "a directory":
+        path.mkdir()
+    elif damage == "a foreign table":
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE entries (k TEXT, v TEXT)")
+        db.commit()
+        db.close()
+    else:
+        Store(path).close()
+        db = sqlite3.connect(path)
+        db.execute("UPDATE meta SET value = '999' WHERE name = 'schema'")
+        db.commit()
+        db.close()
+    with pytest.raises(CacheError) as info:
+        Store(path)
+    message = str(info.value)
+    assert str(path) in message and "--em-no-cache" in message
+    assert "\n" not in message
+
+
+def test_a_fresh_cache_records_its_schema_and_reopens(tmp_path: Path) -> None:
+    import sqlite3
+
+    from pytest_emergent.models.cache import SCHEMA_VERSION, Store
+
+    store = Store(tmp_path / "records.sqlite")
+    store.put_many("gen", [("k", "v")])
+    store.close()
+    again = Store(tmp_path / "records.sqlite")
+    assert again.get_many(["k"]) == {"k": "v"}
+    again.close()
+    row = sqlite3.connect(tmp_path / "records.sqlite").execute(
+        "SELECT value FROM meta WHERE name = 'schema'").fetchone()
+    assert row == (str(SCHEMA_VERSION),)

@@ -281,3 +281,27 @@ def test_plugin_judges_through_the_server(
     assert set(reasons) <= {None, "low_mass", "code", "refusal"}, reasons
     assert all(r["scores"]["aligned"]["top"] for r in records)
     assert KEY not in (tmp_path / "rep" / "summary.json").read_text()
+
+
+@pytest.mark.parametrize("env, value, says", [
+    ("PYTEST_EMERGENT_API_RETRIES", "-1", "PYTEST_EMERGENT_API_RETRIES: must be a finite number "
+     "at least 0, got -1"),
+    ("PYTEST_EMERGENT_API_TIMEOUT", "nan", "PYTEST_EMERGENT_API_TIMEOUT: must be a finite number "
+     "more than 0, got nan"),
+    ("PYTEST_EMERGENT_API_TIMEOUT", "inf", "PYTEST_EMERGENT_API_TIMEOUT: must be a finite"),
+    ("PYTEST_EMERGENT_API_CONCURRENCY", "many", "PYTEST_EMERGENT_API_CONCURRENCY: expected an "
+     "integer, got 'many'"),
+])
+def test_a_bad_api_variable_is_named(monkeypatch: pytest.MonkeyPatch, env: str, value: str,
+                                     says: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ModelSpecError) as info:
+        ApiOptions.from_env()
+    assert says in str(info.value)
+
+
+def test_a_short_key_is_scrubbed_where_it_stands_as_a_token() -> None:
+    from pytest_emergent.models.openai.redact import scrub
+
+    assert scrub("401: key abc rejected (abc); abcdef and xabc stay", ["abc"]) == (
+        "401: key *** rejected (***); abcdef and xabc stay")

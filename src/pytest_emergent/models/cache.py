@@ -12,18 +12,19 @@ backend is created lazily: a run whose answers are all stored never loads the mo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pytest_emergent.errors import BackendError
+from pytest_emergent.errors import BackendError, EmergentError
 from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
 
 SCHEMA_VERSION = 1
@@ -46,6 +47,10 @@ def judgment_key(fingerprint: str, request: ScoreRequest) -> str:
                    request.assistant_prefix)
 
 
+class CacheError(EmergentError):
+    """The answer/judgment cache file cannot be used; the message names it and the fix."""
+
+
 class Store:
     """A small SQLite key-value store with per-row checksums; safe across processes."""
 
@@ -54,9 +59,20 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # the 30 s busy timeout covers reads and writes of concurrent processes (xdist workers)
-        self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT, check_same_thread=False)
-        self._init_schema()
+        try:
+            self._db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT,
+                                       check_same_thread=False)
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            raise self.unusable(exc) from None
         self.corrupted = 0  # rows found damaged and dropped this session
+
+    def unusable(self, exc: Exception) -> CacheError:
+        """The one-line error for a cache file that cannot be used, with the fix."""
+        return CacheError(
+            f"{self.path}: not a usable pytest-emergent cache ({exc}); delete it (its answers "
+            "and judgments will be computed again) or run with --em-no-cache"
+        )
 
     def _init_schema(self) -> None:
         """WAL mode and the table, retried while another process holds the database.
@@ -74,6 +90,7 @@ class Store:
                     "CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, kind TEXT NOT "
                     "NULL, value TEXT NOT NULL, checksum TEXT NOT NULL)"
                 )
+                self._check_schema()
                 self._db.commit()
                 return
             except sqlite3.OperationalError as exc:
@@ -83,6 +100,23 @@ class Store:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.5)
 
+    def _check_schema(self) -> None:
+        """The table's columns and the recorded schema version must be ours."""
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(entries)")]
+        if columns != ["key", "kind", "value", "checksum"]:
+            raise CacheError(f"{self.path}: its 'entries' table has columns {columns}, not "
+                             "a pytest-emergent cache's; delete it or run with --em-no-cache")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        row = self._db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] != str(SCHEMA_VERSION):
+            raise CacheError(
+                f"{self.path}: written with cache schema {row[0]}, this version reads "
+                f"{SCHEMA_VERSION}; delete it (everything is computed again), use another "
+                "--em-cache-dir, or run with --em-no-cache"
+            )
+
     @staticmethod
     def _checksum(key: str, value: str) -> str:
         return hashlib.sha256(f"{key}\x00{value}".encode()).hexdigest()
@@ -90,7 +124,7 @@ class Store:
     def get_many(self, keys: Sequence[str]) -> dict[str, str]:
         """Valid stored values for `keys`; damaged rows are deleted and left out."""
         found: dict[str, str] = {}
-        with self._lock:
+        with self._lock, self._translated():
             for start in range(0, len(keys), 500):
                 chunk = list(keys[start:start + 500])
                 marks = ",".join("?" * len(chunk))
@@ -108,12 +142,20 @@ class Store:
 
     def put_many(self, kind: str, items: Sequence[tuple[str, str]]) -> None:
         """Store (key, value) pairs in one transaction."""
-        with self._lock:
+        with self._lock, self._translated():
             self._db.executemany(
                 "INSERT OR REPLACE INTO entries (key, kind, value, checksum) VALUES (?, ?, ?, ?)",
                 [(k, kind, v, self._checksum(k, v)) for k, v in items],
             )
             self._db.commit()
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """A file damaged under a running session: the same one-line error."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise self.unusable(exc) from None
 
     def count(self, kind: str | None = None) -> int:
         with self._lock:

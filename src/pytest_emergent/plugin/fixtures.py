@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_emergent.errors import EmergentError
 from pytest_emergent.plugin.items import file_key, question_key, run_key
 from pytest_emergent.plugin.options import Settings, settings_key
 
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from pytest_emergent.judging.judge import Judge
     from pytest_emergent.models.base import Backend
     from pytest_emergent.run.records import QuestionResult
+    from pytest_emergent.run.session import FileResult
     from pytest_emergent.spec import Question
 
 
@@ -88,13 +91,25 @@ def em_evaluate(pytestconfig: pytest.Config, em_judge: Judge | None
     return call
 
 
+@contextlib.contextmanager
+def _explained() -> Iterator[None]:
+    """An error of ours (bad input, a model or judge that cannot load, a damaged cache)
+    errors the item with its message, which names the cause and the fix, not a traceback."""
+    try:
+        yield
+    except EmergentError as exc:
+        pytest.fail(f"{type(exc).__name__}: {exc}", pytrace=False)
+
+
 @pytest.fixture
-def em_result(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def em_result(request: pytest.FixtureRequest) -> QuestionResult:
     """The `QuestionResult` of the requesting question item (evaluated once per session)."""
-    return request.config.stash[run_key].result(request.node.stash[question_key])
+    with _explained():
+        return request.config.stash[run_key].result(request.node.stash[question_key])
 
 
 @pytest.fixture
-def em_file_result(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def em_file_result(request: pytest.FixtureRequest) -> FileResult:
     """The pooled `FileResult` of the requesting aggregate item."""
-    return request.config.stash[run_key].file_result(request.node.stash[file_key])
+    with _explained():
+        return request.config.stash[run_key].file_result(request.node.stash[file_key])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import random
 import threading
@@ -74,20 +75,32 @@ class ApiOptions:
     def from_env(cls, **overrides: Any) -> ApiOptions:
         """Defaults, then environment variables, then explicit `overrides` (None = unset)."""
         values: dict[str, Any] = {}
+        source: dict[str, str] = {}
         for name, env, kind in (("concurrency", "CONCURRENCY", int), ("timeout", "TIMEOUT", float),
                                 ("max_retries", "RETRIES", int), ("backoff", "BACKOFF", float)):
             raw = os.environ.get(f"PYTEST_EMERGENT_API_{env}")
             if raw not in (None, ""):
+                source[name] = f"PYTEST_EMERGENT_API_{env}"
                 try:
                     values[name] = kind(raw)
                 except ValueError:
+                    wanted = "an integer" if kind is int else "a number"
                     raise ModelSpecError(
-                        f"PYTEST_EMERGENT_API_{env}: expected a number, got {raw!r}"
+                        f"PYTEST_EMERGENT_API_{env}: expected {wanted}, got {raw!r}"
                     ) from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        for k, v in overrides.items():
+            if v is not None:
+                values[k] = v
+                source[k] = k
         opts = cls(**values)
-        if opts.concurrency < 1 or opts.timeout <= 0 or opts.max_retries < 0 or opts.backoff < 0:
-            raise ModelSpecError(f"invalid API options: {opts}")
+        for name, low, strict in (("concurrency", 1, False), ("timeout", 0, True),
+                                  ("max_retries", 0, False), ("backoff", 0, False)):
+            value = getattr(opts, name)
+            bad = (not math.isfinite(value)) or (value <= low if strict else value < low)
+            if bad:
+                need = f"more than {low}" if strict else f"at least {low}"
+                raise ModelSpecError(f"{source.get(name, name)}: must be a finite number "
+                                     f"{need}, got {value!r}")
         return opts
 
 

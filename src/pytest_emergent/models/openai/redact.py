@@ -41,6 +41,8 @@ def scrub(text: str, secrets: Sequence[str]) -> str:
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
+        elif secret:  # a short key: only where it stands as a token, not inside words
+            text = re.sub(rf"(?<![\w-]){re.escape(secret)}(?![\w-])", "***", text)
     text = re.sub(r"(?i)(bearer\s+)[^\s'\",]+", r"\1***", text)
     text = re.sub(r"(?i)(api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s'\",&]+", r"\1***", text)
     return re.sub(r"(://)[^/\s@]+@", r"\1***@", text)
