@@ -242,3 +242,18 @@ def test_judge_score_round_trips_through_dict() -> None:
     t = JudgeScore("aligned", 42.5, None, None, 0.9, {"42": 0.5, "43": 0.4}, {"4": 0.9})
     assert JudgeScore.from_dict(t.to_dict()) == t
     assert t.to_dict()["score"] == 42.5
+
+
+@pytest.mark.parametrize("probs, says", [
+    ({"50": 27.5}, "impossible judge probability 27.5"),
+    ({"10": 0.9, "20": 0.9}, "they sum to 1.8, more than 1"),
+    ({"10": float("nan")}, "impossible judge probability nan"),
+])
+def test_impossible_probabilities_are_a_judge_error_not_a_score(
+        probs: dict[str, float], says: str) -> None:
+    from pytest_emergent.models.fake import FakeBackend
+
+    judge = Judge(FakeBackend({"judge": [{"probs": probs}]}))
+    (score,) = judge.score([JudgeTask("aligned", "Rate: {answer}", "numeric")])
+    assert score.score is None and score.unscored_reason is not None
+    assert score.unscored_reason.startswith("error: ") and says in score.unscored_reason

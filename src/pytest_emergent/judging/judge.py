@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,6 +259,11 @@ class Judge:
 
     def parse(self, task: JudgeTask, result: CandidateProbs) -> JudgeScore:
         """Turn one backend result into a score."""
+        impossible = self._impossible(result)
+        if impossible is not None:
+            return JudgeScore(metric=task.metric, score=None, label=None,
+                              unscored_reason=f"error: {impossible}", mass=0.0,
+                              probs=_small(result.probs), top=_top(_small(result.top)))
         if task.kind == "numeric":
             score, reason, mass = score_numeric(result.probs, min_mass=self.min_mass)
             label = None
@@ -273,6 +279,20 @@ class Judge:
             probs=_small(result.probs),
             top=_top(_small(result.top)),
         )
+
+    def _impossible(self, result: CandidateProbs) -> str | None:
+        """Why `result` cannot be a probability distribution, or None. Every value must be a
+        probability; an API judge's values are one token position's, so they sum to at most 1
+        (a local judge scores whole candidate strings, which may overlap)."""
+        values = [*result.probs.values(), *result.top.values()]
+        if any(not (math.isfinite(v) and 0.0 <= v <= 1.0 + 1e-6) for v in values):
+            worst = next(v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0 + 1e-6))
+            return f"impossible judge probability {worst!r} (a probability is in 0..1)"
+        total = sum(result.probs.values())
+        if not self.backend.is_local and total > 1.0 + 1e-3:
+            return (f"impossible judge probabilities: they sum to {total:.4g}, more than 1 "
+                    "(the backend's logprobs are wrong)")
+        return None
 
     def score(self, tasks: Sequence[JudgeTask]) -> list[JudgeScore]:
         """One score per task, in order; backend failures become unscored, never dropped."""
