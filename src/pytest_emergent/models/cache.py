@@ -107,10 +107,11 @@ class Store:
             raise CacheError(f"{self.path}: its 'entries' table has columns {columns}, not "
                              "a pytest-emergent cache's; delete it or run with --em-no-cache")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        # several processes may open a fresh cache at once: the first insert wins
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
+                         (str(SCHEMA_VERSION),))
         row = self._db.execute("SELECT value FROM meta WHERE name = 'schema'").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif row[0] != str(SCHEMA_VERSION):
+        if row[0] != str(SCHEMA_VERSION):
             raise CacheError(
                 f"{self.path}: written with cache schema {row[0]}, this version reads "
                 f"{SCHEMA_VERSION}; delete it (everything is computed again), use another "
