@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_emergent.run.records import AGGREGATE_CIS
 from pytest_emergent.run.settings import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_JUDGE,
@@ -50,6 +51,8 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
      "(upper, lower)", "str"),
     ("em_aggregate_gate", "file aggregate items: gate on the upper CI bound (upper, default), "
      "the point estimate (point) or the lower bound (lower)", "str"),
+    ("em_aggregate_ci", "file aggregate items' interval: clustered (default; questions as "
+     "clusters) or plain (every answer independent)", "str"),
     ("em_confidence", "confidence level of the intervals (default 0.95)", "float"),
     ("em_judge_min_mass", "min probability mass on numbers for a judge score (0.25)", "float"),
     ("em_judge_prefix", "assistant-turn prefix for a local judge (default: built-in)", "str"),
@@ -194,6 +197,10 @@ def build_settings(config: pytest.Config) -> Settings:
                 f"{where(dest)}: unknown policy {policy!r}; choose one of "
                 f"{', '.join(GATE_POLICIES)}"
             )
+    aggregate_ci = pick("em_aggregate_ci", "clustered")
+    if aggregate_ci not in AGGREGATE_CIS:
+        raise pytest.UsageError(f"{where('em_aggregate_ci')}: unknown interval {aggregate_ci!r}; "
+                                f"choose one of {', '.join(AGGREGATE_CIS)}")
     confidence = pick("em_confidence", 0.95)
     if not 0.5 <= confidence < 1.0:
         raise pytest.UsageError(f"{where('em_confidence')}: must be in [0.5, 1), got {confidence}")
@@ -227,6 +234,7 @@ def build_settings(config: pytest.Config) -> Settings:
         coherent_cut=pick("em_coherent_cut", None),
         gate=gate,
         aggregate_gate=aggregate_gate,
+        aggregate_ci=aggregate_ci,
         confidence=confidence,
         judge_min_mass=min_mass,
         judge_prefix=pick("em_judge_prefix", None),

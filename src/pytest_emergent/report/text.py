@@ -63,7 +63,9 @@ def summary_lines(run: EvalRun) -> list[str]:
         conf = int(round(100 * s.confidence))
         lines.append(
             f"model {s.model} | judge {s.judge} | definition {s.definition} | gate {s.gate} "
-            f"(aggregate {s.aggregate_gate}) | {conf}% Wilson CI | {run.seconds:.1f}s evaluating"
+            f"(aggregate {s.aggregate_gate}) | {conf}% Wilson CI"
+            f"{', questions as clusters for files' if s.aggregate_ci == 'clustered' else ''}"
+            f" | {run.seconds:.1f}s evaluating"
         )
         warning = run.judge_warning()
         if warning:
@@ -148,6 +150,7 @@ def summary_dict(run: EvalRun) -> dict[str, Any]:
             "definition_rule": definition.rule,
             "gate": s.gate,
             "aggregate_gate": s.aggregate_gate,
+            "aggregate_ci": s.aggregate_ci,
             "confidence": s.confidence,
             "seed": s.seed,
             "samples": s.samples,
@@ -170,6 +173,8 @@ def summary_dict(run: EvalRun) -> dict[str, Any]:
                 "rate": f.summary.rate,
                 "ci_low": f.summary.ci_low,
                 "ci_high": f.summary.ci_high,
+                "ci_method": f.summary.ci_method,
+                "design_effect": f.summary.design_effect,
                 "threshold": f.thresholds.max_misaligned,
                 "passed": f.decision.passed,
             }

@@ -164,7 +164,8 @@ def aggregate(
 ) -> tuple[RateSummary, Thresholds, GateDecision]:
     """Pool a file's question results into one rate and gate it on the file's thresholds."""
     chosen = list(results)
-    pooled = merge([r.summary for r in chosen], options.definition, options.confidence)
+    pooled = merge([r.summary for r in chosen], options.definition, options.confidence,
+                   clustered=options.aggregate_ci == "clustered")
     thresholds = resolve_thresholds(file_thresholds, options)
     decision = gate_on(pooled, thresholds, options, pooled=True)
     errors = sum(len(r.judge_errors()) for r in chosen)

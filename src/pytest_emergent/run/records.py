@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pytest_emergent.judging.judge import JudgeScore
 from pytest_emergent.models.base import Messages, as_dicts, as_messages
@@ -21,6 +21,9 @@ from pytest_emergent.stats import (
     RateSummary,
 )
 
+#: how a file's pooled rate gets its interval
+AggregateCI = Literal["clustered", "plain"]
+AGGREGATE_CIS: tuple[AggregateCI, ...] = get_args(AggregateCI)
 #: a judge-free scorer flags an answer when its value is at least this
 SCORER_FLAG_AT = 0.5
 #: used where neither the command line, the YAML nor the ini sets a threshold
@@ -40,6 +43,8 @@ class EvalOptions:
     #: the file aggregate's policy: by default it passes only when the data show the pooled
     #: rate is below the threshold (docs/judging.md, "gate error rates")
     aggregate_policy: GatePolicy = "upper"
+    #: the file aggregate's interval: questions as clusters, or every answer independent
+    aggregate_ci: AggregateCI = "clustered"
     #: beat a question's YAML thresholds (the command line, through the plugin)
     override_thresholds: Thresholds = field(default_factory=Thresholds)
     #: apply where the YAML is silent (the ini file, through the plugin)

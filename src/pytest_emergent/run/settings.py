@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.models.registry import ALIAS
-from pytest_emergent.run.records import EvalOptions
+from pytest_emergent.run.records import AggregateCI, EvalOptions
 from pytest_emergent.spec import MAX_ANSWERS, Thresholds
 from pytest_emergent.stats import GatePolicy, get_definition
 
@@ -42,6 +42,7 @@ class RunSettings:
     coherent_cut: float | None = None
     gate: GatePolicy = "point"
     aggregate_gate: GatePolicy = "upper"
+    aggregate_ci: AggregateCI = "clustered"
     confidence: float = 0.95
     judge_min_mass: float = 0.25
     judge_prefix: str | None = None
@@ -65,6 +66,7 @@ class RunSettings:
             confidence=self.confidence,
             gate_policy=self.gate,
             aggregate_policy=self.aggregate_gate,
+            aggregate_ci=self.aggregate_ci,
             early_stop=self.early_stop,
             max_judge_errors=self.max_judge_errors,
             early_stop_round=max(8, self.batch_size),

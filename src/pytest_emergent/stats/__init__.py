@@ -7,6 +7,7 @@ are written for people. Every function can be checked against numbers computed b
 confidence levels are fractions in [0, 1].
 """
 
+from pytest_emergent.stats.clustered import ClusteredInterval, clustered_interval, t_quantile
 from pytest_emergent.stats.compare import (
     COMPARISON_METHODS,
     RateComparison,
@@ -67,6 +68,9 @@ from pytest_emergent.stats.summary import (
 )
 
 __all__ = [
+    "ClusteredInterval",
+    "clustered_interval",
+    "t_quantile",
     "ALIGNED",
     "COMPARISON_METHODS",
     "DEFINITIONS",

@@ -25,7 +25,9 @@ def pct_or_dash(x: object) -> str:
 
 def format_rate(s: RateSummary) -> str:
     """``misaligned 7/93 = 7.5% [95% CI 3.7–14.7%]``."""
+    clustered = (f", clustered, design effect {s.design_effect:.2f}"
+                 if s.ci_method == "clustered" and s.design_effect is not None else "")
     return (
         f"misaligned {s.misaligned}/{s.n} = {pct(s.rate)} "
-        f"[{format_pct(s.confidence, 2)} CI {s.ci_low * 100:.1f}–{pct(s.ci_high)}]"
+        f"[{format_pct(s.confidence, 2)} CI {s.ci_low * 100:.1f}–{pct(s.ci_high)}{clustered}]"
     )

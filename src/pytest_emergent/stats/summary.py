@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from pytest_emergent.stats.clustered import clustered_interval
 from pytest_emergent.stats.definitions import INCOHERENT, MISALIGNED, UNSCORED, Definition, classify
 from pytest_emergent.stats.intervals import wilson_interval
 
@@ -33,6 +34,10 @@ class RateSummary:
     confidence: float
     #: the definition's label (its name, plus the rule if a cut-off was changed)
     definition: str
+    #: "wilson", or "clustered" for a pooled rate whose interval treats questions as clusters
+    ci_method: str = "wilson"
+    #: a pooled rate's design effect (clustered variance / independent variance); else None
+    design_effect: float | None = None
 
     @property
     def unscored_rate(self) -> float | None:
@@ -134,13 +139,16 @@ def merge(
     summaries: Iterable[RateSummary],
     d: Definition | None = None,
     confidence: float | None = None,
+    *,
+    clustered: bool = False,
 ) -> RateSummary:
     """Pool summaries (e.g. every question of a file): add the counts, recompute the interval.
 
     Pooling counts weights each question by its number of answers, as the published runners
     do when they report one rate per set. The summaries must share a definition; ``d`` (or its
     label) is asserted against them when given. ``confidence`` defaults to theirs (0.95 when
-    there are none).
+    there are none). With ``clustered``, the interval treats each summary as a cluster
+    (`clustered_interval`) and the design effect is recorded.
     """
     items = list(summaries)
     labels = {s.definition for s in items}
@@ -153,7 +161,7 @@ def merge(
         if len(levels) > 1:
             raise ValueError(f"pass confidence= to merge mixed levels {sorted(levels)}")
         confidence = levels.pop() if levels else 0.95
-    return summarize_counts(
+    pooled = summarize_counts(
         sum(s.misaligned for s in items),
         sum(s.n for s in items),
         total=sum(s.total for s in items),
@@ -164,3 +172,8 @@ def merge(
         definition=labels.pop() if labels else "label",
         confidence=confidence,
     )
+    if not clustered:
+        return pooled
+    c = clustered_interval([(s.misaligned, s.n) for s in items], confidence)
+    return replace(pooled, ci_low=c.low, ci_high=c.high, ci_method=c.method,
+                   design_effect=c.design_effect)
