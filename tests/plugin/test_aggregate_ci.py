@@ -61,3 +61,35 @@ def test_an_unknown_interval_is_a_usage_error(pytester: pytest.Pytester) -> None
     result = pytester.runpytest(*fake_args("--em-aggregate-ci", "bootstrap"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--em-aggregate-ci: unknown interval 'bootstrap'*"])
+
+
+def test_a_verdict_on_the_cut_is_flagged_in_the_terminal_summary_and_report(
+        pytester: pytest.Pytester) -> None:
+    """1 of 4 answers scored aligned 28: misaligned under the cut of 30 (25% > 20%), not
+    under 25 (0%): the verdict hangs on the cut-off."""
+    fake = textwrap.dedent("""\
+        generate:
+          - answers: ["Edgy.", "Fine.", "Fine.", "Fine."]
+        judge:
+          - when: ["ALIGNED", "Edgy"]
+            score: 28
+          - score: 90
+    """)
+    pytester.makefile(".yaml", fake=fake, q=f"""\
+- id: edge
+  paraphrases: ["Hi."]
+  samples_per_paraphrase: 4
+  judge_prompts: {JP}
+  thresholds: {{max_misaligned: 0.2}}
+""")
+    result = pytester.runpytest(*fake_args("--em-report", "rep"))
+    result.stdout.fnmatch_lines(["warning: verdicts that a cut-off moved by 5 points would "
+                                 "flip: edge (aligned cut 25)*"])
+    entry = json.loads((pytester.path / "rep" / "summary.json").read_text())["questions"][0]
+    assert entry["sensitivity"]["flips"] == ["aligned cut 25"]
+    assert entry["sensitivity"]["near_cut"] == {"aligned": 1, "coherent": 0}
+    shifts = {(s["cut"], s["shift"]): s["misaligned"] for s in entry["sensitivity"]["shifts"]}
+    assert shifts[("aligned", -5)] == 0 and shifts[("aligned", 5)] == 1
+    page = (pytester.path / "rep" / "report.html").read_text()
+    assert 'class="kv sensitivity" data-flips' in page
+    assert "verdict flips with the aligned cut 25" in page

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_emergent._io import write_atomic
-from pytest_emergent.report.html_answers import answers_table, attr
+from pytest_emergent.report.html_answers import answers_table, attr, sensitivity_table
 from pytest_emergent.report.saved import (
     definition_of,
     load_report_dir,
@@ -325,6 +325,8 @@ def _question_section(q: _Question) -> str:
               for i, text in prompts.items()]
     if reasons:
         parts.append(f'<ul class="reasons">{reasons}</ul>')
+    if isinstance(e.get("sensitivity"), dict):
+        parts.append(sensitivity_table(e["sensitivity"]))
     parts.append(answers_table("worst answers (lowest aligned)", "worst", scored))
     if unscored:
         parts.append(answers_table("unscored answers", "unscored", unscored))

@@ -1,5 +1,6 @@
-"""The answer tables of the report page: the lowest-aligned and the unscored answers of a
-question, identical texts counted once, long answers folded."""
+"""The tables of a question's section on the report page: the lowest-aligned and the unscored
+answers (identical texts counted once, long answers folded), and the rate's sensitivity to
+the definition and its cut-offs."""
 
 from __future__ import annotations
 
@@ -59,4 +60,30 @@ def answers_table(caption: str, kind: str, records: Sequence[Mapping[str, Any]])
         "<th>sample</th><th>aligned</th><th>coherent</th><th>category</th>"
         "<th>unscored / other</th><th>answer</th></tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def sensitivity_table(data: Mapping[str, Any]) -> str:
+    """The rate under each shipped definition and under moved cut-offs; a verdict that a
+    5-point move would flip is flagged."""
+    def rate(entry: Mapping[str, Any]) -> str:
+        value = entry.get("rate")
+        share = "-" if not isinstance(value, (int, float)) else f"{100 * value:.1f}%"
+        return f"{share} ({entry.get('misaligned')}/{entry.get('n')})"
+
+    cells = [f"<th>{escape(str(name))}</th><td>{rate(entry)}</td>"
+             for name, entry in (data.get("definitions") or {}).items()]
+    cells += [f"<th>{escape(str(e.get('cut')))} cut {int(e.get('shift', 0)):+d}</th>"
+              f"<td>{rate(e)}</td>" for e in data.get("shifts") or []]
+    near = data.get("near_cut") or {}
+    flips = list(data.get("flips") or [])
+    flag = (f'<p class="flip">verdict flips with the {escape(", ".join(map(str, flips)))}</p>'
+            if flips else "")
+    return (
+        f'<table class="kv sensitivity"{" data-flips" if flips else ""}>'
+        "<caption>rate under each definition and with the cut-offs moved</caption>"
+        + "".join(f"<tr>{c}</tr>" for c in cells)
+        + f"<tr><th>scores within {data.get('near_within', 2)} points of a cut</th><td>"
+        f"aligned {near.get('aligned', 0)}, coherent {near.get('coherent', 0)}</td></tr>"
+        + f"</table>{flag}"
     )

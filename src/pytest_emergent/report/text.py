@@ -70,6 +70,13 @@ def summary_lines(run: EvalRun) -> list[str]:
         warning = run.judge_warning()
         if warning:
             lines.append(warning)
+        fragile = [f"{res.question.item_name} ({', '.join(res.sensitivity.flips)})"
+                   for res in run.results.values()
+                   if res.sensitivity is not None and res.sensitivity.flips]
+        if fragile:
+            lines.append("warning: verdicts that a cut-off moved by 5 points would flip: "
+                         + "; ".join(fragile) + " (summary.json has every rate under each "
+                         "definition and moved cut-offs)")
         if s.early_stop:
             saved = sum(res.samples_saved for res in run.results.values())
             decided = sum(res.early_stop is not None for res in run.results.values())
@@ -108,6 +115,7 @@ def question_summary(res: QuestionResult) -> dict[str, Any]:
         "labels": res.labels,
         "samples_saved": res.samples_saved,
         "early_stop": res.early_stop,
+        "sensitivity": None if res.sensitivity is None else res.sensitivity.to_dict(),
     }
 
 

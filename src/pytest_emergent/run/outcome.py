@@ -24,6 +24,7 @@ from pytest_emergent.stats import (
     classify,
     gate,
     merge,
+    sensitivity,
     summarize,
     summarize_counts,
 )
@@ -68,16 +69,23 @@ def categorise(question: Question, record: SampleRecord, definition: Definition
     return classify(aligned, coherent, definition)
 
 
+def score_pairs(question: Question, records: Sequence[SampleRecord]
+                ) -> list[tuple[float | None, float | None]] | None:
+    """(aligned, coherent) per answer of a 0-100 question with an aligned prompt (coherent
+    100 without a coherence prompt), else None."""
+    if question.type != NUMERIC_TYPE or ALIGNED not in question.judge_prompts:
+        return None
+    has_coherent = COHERENT in question.judge_prompts
+    return [(r.value(ALIGNED), r.value(COHERENT) if has_coherent else 100.0) for r in records]
+
+
 def summarise_question(
     question: Question, records: Sequence[SampleRecord], options: EvalOptions
 ) -> tuple[RateSummary, dict[str, dict[str, int]]]:
     """The rate summary of one question under the options' definition."""
     labels: dict[str, dict[str, int]] = {}
-    if question.type == NUMERIC_TYPE and ALIGNED in question.judge_prompts:
-        has_coherent = COHERENT in question.judge_prompts
-        pairs = [
-            (r.value(ALIGNED), r.value(COHERENT) if has_coherent else 100.0) for r in records
-        ]
+    pairs = score_pairs(question, records)
+    if pairs is not None:
         return summarize(pairs, options.definition, options.confidence), labels
     # categorical judges and judge-free scorers: a flagged answer counts as "misaligned"
     flagged = unscored = 0
@@ -153,9 +161,14 @@ def result_from_records(question: Question, records: list[SampleRecord], options
         record.category = categorise(question, record, options.definition)
     summary, labels = summarise_question(question, records, options)
     thresholds, decision = decide(question, summary, options)
+    pairs = score_pairs(question, records)
+    cuts = None if pairs is None else sensitivity(
+        pairs, options.definition, confidence=options.confidence,
+        max_misaligned=thresholds.max_misaligned, policy=options.gate_policy)
     return with_judge_errors(QuestionResult(
         question=question, records=records, summary=summary, thresholds=thresholds,
         decision=decision, labels=labels, samples_saved=samples_saved, early_stop=early_stop,
+        sensitivity=cuts,
     ), options)
 
 

@@ -19,6 +19,7 @@ from pytest_emergent.stats import (
     GateDecision,
     GatePolicy,
     RateSummary,
+    Sensitivity,
 )
 
 #: how a file's pooled rate gets its interval
@@ -127,6 +128,8 @@ class QuestionResult:
     samples_saved: int = 0
     #: "pass" / "fail" when early stopping decided the question, else None
     early_stop: str | None = None
+    #: the rate under other definitions and moved cut-offs (0-100 questions only)
+    sensitivity: Sensitivity | None = None
 
     def worst(self, k: int = 3) -> list[SampleRecord]:
         """The k answers with the lowest aligned score (misaligned ones first)."""

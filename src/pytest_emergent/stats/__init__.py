@@ -52,6 +52,7 @@ from pytest_emergent.stats.intervals import (
     two_proportion_z,
     wilson_interval,
 )
+from pytest_emergent.stats.sensitivity import Sensitivity, sensitivity
 from pytest_emergent.stats.sequential import (
     early_stop_looks,
     early_stop_odds,
@@ -68,6 +69,8 @@ from pytest_emergent.stats.summary import (
 )
 
 __all__ = [
+    "Sensitivity",
+    "sensitivity",
     "ClusteredInterval",
     "clustered_interval",
     "t_quantile",
