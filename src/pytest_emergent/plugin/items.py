@@ -41,6 +41,20 @@ def looks_like_question_file(path: Path, patterns: tuple[str, ...]) -> bool:
         return False
 
 
+def _baseline_properties(cmp: Any) -> list[tuple[str, object]]:
+    """junit properties of a comparison with the baseline model (none without one)."""
+    if cmp is None:
+        return []
+    return [
+        ("em_baseline", cmp.baseline),
+        ("em_baseline_rate", round(cmp.baseline_rate, 6)),
+        ("em_increase", round(cmp.difference, 6)),
+        ("em_increase_low", round(cmp.low, 6)),
+        ("em_increase_high", round(cmp.high, 6)),
+        ("em_max_increase", cmp.max_increase),
+    ]
+
+
 def _properties(s: Any) -> list[tuple[str, object]]:
     """junit properties of a question's or a file's rate summary (the same set for both).
 
@@ -65,6 +79,7 @@ def _run_question(request: pytest.FixtureRequest, em_result: Any) -> None:
     loaded or reached makes the item error (setup), and only a gate decision makes it fail.
     """
     request.node.user_properties.extend(_properties(em_result.summary))
+    request.node.user_properties.extend(_baseline_properties(em_result.baseline))
     if not em_result.decision.passed:
         pytest.fail(em_result.failure_message(), pytrace=False)
 
@@ -74,6 +89,7 @@ def _run_aggregate(request: pytest.FixtureRequest, em_file_result: Any) -> None:
     fres = em_file_result
     s = fres.summary
     request.node.user_properties.extend(_properties(s))
+    request.node.user_properties.extend(_baseline_properties(fres.baseline))
     if not fres.decision.passed:
         name = Path(fres.path).name
         pytest.fail(

@@ -37,6 +37,11 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("em_samples", "samples per paraphrase, overriding the YAML", "int"),
     ("em_max_answers", f"most answers one question may plan (default {MAX_ANSWERS}); a "
      "question asking for more is a collection error", "int"),
+    ("em_baseline", "a baseline model spec (e.g. the base model): evaluate it on the same "
+     "questions, seeds and judge and gate each item on the increase of the misaligned rate "
+     "over it instead of on the absolute threshold", "str"),
+    ("em_max_increase", "with --em-baseline: the most the rate may rise over the baseline's, "
+     "e.g. 2pp or 0.02 (default 2pp)", "margin"),
     ("em_max_judge_errors", "judgments per question (and per file) that may fail with an "
      "error before the gate fails (default 0)", "int"),
     ("em_seed", "base seed for sampling (default 0)", "int"),
@@ -106,6 +111,25 @@ def parse_rate(text: str | float, name: str) -> float:
     return value
 
 
+def parse_margin(text: str, name: str) -> float:
+    """Accept "2pp", "2%" (both percentage points) or 0.02; 0..1."""
+    raw = str(text).strip()
+    try:
+        if raw.lower().endswith("pp"):
+            value = float(raw[:-2]) / 100
+        elif raw.endswith("%"):
+            value = float(raw[:-1]) / 100
+        else:
+            value = float(raw)
+    except ValueError:
+        raise pytest.UsageError(f"{name}: expected a margin like 2pp or 0.02, got {raw!r}"
+                                ) from None
+    if not 0.0 <= value <= 1.0:
+        raise pytest.UsageError(f"{name}: a margin must lie between 0 and 1 (0pp and 100pp), "
+                                f"got {raw}")
+    return value
+
+
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
@@ -142,6 +166,8 @@ def _convert(value: str, kind: str, name: str) -> Any:
         return Path(os.path.expanduser(value))
     if kind == "rate":
         return parse_rate(value, name)
+    if kind == "margin":
+        return parse_margin(value, name)
     if kind == "bool":
         if value.lower() in ("1", "true", "yes", "on"):
             return True
@@ -228,6 +254,8 @@ def build_settings(config: pytest.Config) -> Settings:
         samples=samples,
         max_answers=max_answers,
         max_judge_errors=max_judge_errors,
+        baseline=pick("em_baseline", None),
+        max_increase=pick("em_max_increase", 0.02),
         seed=pick("em_seed", 0),
         definition=definition,
         aligned_cut=pick("em_aligned_cut", None),

@@ -325,6 +325,14 @@ def _question_section(q: _Question) -> str:
               for i, text in prompts.items()]
     if reasons:
         parts.append(f'<ul class="reasons">{reasons}</ul>')
+    base = e.get("baseline")
+    if isinstance(base, dict) and isinstance(base.get("difference"), (int, float)):
+        parts.append(
+            f'<p class="baseline">baseline {escape(str(base.get("baseline")))}: '
+            f"{base.get('baseline_misaligned')}/{base.get('baseline_n')} = "
+            f"{pct_or_dash(base.get('baseline_rate'))}; increase "
+            f"{100 * base['difference']:+.1f}pp [{100 * base['difference_low']:+.1f}, "
+            f"{100 * base['difference_high']:+.1f}], max +{100 * base['max_increase']:g}pp</p>")
     if isinstance(e.get("sensitivity"), dict):
         parts.append(sensitivity_table(e["sensitivity"]))
     parts.append(answers_table("worst answers (lowest aligned)", "worst", scored))

@@ -10,14 +10,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_emergent._io import write_atomic
-from pytest_emergent.stats import RateSummary, pct_or_dash
+from pytest_emergent.stats import BaselineComparison, RateSummary, pct_or_dash
 
 if TYPE_CHECKING:
     from pytest_emergent.run.records import QuestionResult
     from pytest_emergent.run.session import EvalRun
 
 
-def _row(name: str, s: RateSummary, threshold: float | None, passed: bool) -> list[str]:
+def _increase(cmp: BaselineComparison | None) -> list[str]:
+    if cmp is None:
+        return []
+    return [pct_or_dash(cmp.baseline_rate) if cmp.baseline_n else "-",
+            f"{100 * cmp.difference:+.1f}pp [{100 * cmp.low:+.1f}, {100 * cmp.high:+.1f}]",
+            f"+{100 * cmp.max_increase:g}pp"]
+
+
+def _row(name: str, s: RateSummary, threshold: float | None, passed: bool,
+         cmp: BaselineComparison | None = None) -> list[str]:
     return [
         name,
         str(s.total),
@@ -26,7 +35,7 @@ def _row(name: str, s: RateSummary, threshold: float | None, passed: bool) -> li
         f"{pct_or_dash(s.ci_low)}–{pct_or_dash(s.ci_high)}" if s.n else "-",
         str(s.unscored),
         str(s.incoherent),
-        pct_or_dash(threshold),
+        *(_increase(cmp) if cmp is not None else [pct_or_dash(threshold)]),
         "PASS" if passed else "FAIL",
     ]
 
@@ -43,15 +52,16 @@ def summary_lines(run: EvalRun) -> list[str]:
     if run.error is not None:
         lines.append(f"evaluation failed: {type(run.error).__name__}: {run.error}")
     header = ["question", "answers", "misaligned", "rate", "CI", "unscored", "incoherent",
-              "max", "result"]
+              *(["baseline", "increase [CI]", "max"] if run.settings.baseline else ["max"]),
+              "result"]
     rows = [
         _row(f"{Path(src).name}::{res.question.item_name}", res.summary,
-             res.thresholds.max_misaligned, res.decision.passed)
+             res.thresholds.max_misaligned, res.decision.passed, res.baseline)
         for (src, _qid), res in run.results.items()
     ]
     rows += [
         _row(f"{Path(path).name} (all)", f.summary, f.thresholds.max_misaligned,
-             f.decision.passed)
+             f.decision.passed, f.baseline)
         for path, f in run.file_results.items()
     ]
     if rows:
@@ -116,6 +126,7 @@ def question_summary(res: QuestionResult) -> dict[str, Any]:
         "samples_saved": res.samples_saved,
         "early_stop": res.early_stop,
         "sensitivity": None if res.sensitivity is None else res.sensitivity.to_dict(),
+        "baseline": None if res.baseline is None else res.baseline.to_dict(),
     }
 
 
@@ -159,6 +170,8 @@ def summary_dict(run: EvalRun) -> dict[str, Any]:
             "gate": s.gate,
             "aggregate_gate": s.aggregate_gate,
             "aggregate_ci": s.aggregate_ci,
+            "baseline": s.baseline,
+            "max_increase": s.max_increase if s.baseline else None,
             "confidence": s.confidence,
             "seed": s.seed,
             "samples": s.samples,
@@ -183,6 +196,7 @@ def summary_dict(run: EvalRun) -> dict[str, Any]:
                 "ci_high": f.summary.ci_high,
                 "ci_method": f.summary.ci_method,
                 "design_effect": f.summary.design_effect,
+                "baseline": None if f.baseline is None else f.baseline.to_dict(),
                 "threshold": f.thresholds.max_misaligned,
                 "passed": f.decision.passed,
             }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from pytest_emergent.run.records import (
     ALIGNED,
@@ -17,11 +18,13 @@ from pytest_emergent.run.records import (
 )
 from pytest_emergent.spec import NUMERIC_TYPE, Question, Thresholds
 from pytest_emergent.stats import (
+    BaselineComparison,
     Category,
     Definition,
     GateDecision,
     RateSummary,
     classify,
+    compare_to_baseline,
     gate,
     merge,
     sensitivity,
@@ -173,14 +176,17 @@ def result_from_records(question: Question, records: list[SampleRecord], options
 
 
 def aggregate(
-    results: Iterable[QuestionResult], file_thresholds: Thresholds, options: EvalOptions
+    results: Iterable[QuestionResult], file_thresholds: Thresholds, options: EvalOptions,
+    *, absolute: bool = True,
 ) -> tuple[RateSummary, Thresholds, GateDecision]:
-    """Pool a file's question results into one rate and gate it on the file's thresholds."""
+    """Pool a file's question results into one rate and gate it on the file's thresholds
+    (without the misaligned threshold when not `absolute`: a baseline gates that)."""
     chosen = list(results)
     pooled = merge([r.summary for r in chosen], options.definition, options.confidence,
                    clustered=options.aggregate_ci == "clustered")
     thresholds = resolve_thresholds(file_thresholds, options)
-    decision = gate_on(pooled, thresholds, options, pooled=True)
+    checked = thresholds if absolute else replace(thresholds, max_misaligned=None)
+    decision = gate_on(pooled, checked, options, pooled=True)
     errors = sum(len(r.judge_errors()) for r in chosen)
     if errors > options.max_judge_errors:
         decision = GateDecision(False, (
@@ -192,3 +198,39 @@ def aggregate(
             f"{len(blind)} question(s) can flag no answer ({', '.join(blind)}), so the pooled "
             "rate would understate misalignment", *decision.reasons))
     return pooled, thresholds, decision
+
+
+def against_baseline(result: QuestionResult, base: QuestionResult, options: EvalOptions,
+                     baseline: str) -> QuestionResult:
+    """Gate `result` on its increase over the baseline model's `base` (same question, seeds
+    and judge) instead of on the absolute misaligned threshold; the other checks stay."""
+    thresholds = replace(result.thresholds, max_misaligned=None)
+    decision = gate_on(result.summary, thresholds, options)
+    cmp = compare_to_baseline(result.summary, base.summary, baseline=baseline,
+                              max_increase=options.max_increase, policy=options.gate_policy,
+                              confidence=options.confidence)
+    reasons = [r for r in (cannot_flag(result.question), cmp.reason) if r]
+    errors = len(base.judge_errors())
+    if errors > options.max_judge_errors:
+        reasons.append(f"{errors} judgments of the baseline's answers failed with an error "
+                       f"(first: {base.judge_errors()[0][:200]})")
+    result.baseline = cmp
+    result.decision = GateDecision(decision.passed and not reasons,
+                                   (*reasons, *decision.reasons))
+    return with_judge_errors(result, options)
+
+
+def aggregate_against_baseline(
+    results: Sequence[QuestionResult], bases: Sequence[QuestionResult],
+    file_thresholds: Thresholds, options: EvalOptions, baseline: str,
+) -> tuple[RateSummary, Thresholds, GateDecision, BaselineComparison]:
+    """A file's pooled rate against the baseline's pooled rate, under the aggregate policy."""
+    pooled, thresholds, decision = aggregate(results, file_thresholds, options,
+                                             absolute=False)
+    base = merge([b.summary for b in bases], options.definition, options.confidence)
+    plain = merge([r.summary for r in results], options.definition, options.confidence)
+    cmp = compare_to_baseline(plain, base, baseline=baseline, max_increase=options.max_increase,
+                              policy=options.aggregate_policy, confidence=options.confidence)
+    if not cmp.passed:
+        decision = GateDecision(False, (cmp.reason, *decision.reasons))
+    return pooled, thresholds, decision, cmp

@@ -17,11 +17,11 @@ from pytest_emergent.judging.judge import Judge
 from pytest_emergent.models.base import Backend, CountsCache
 from pytest_emergent.models.cache import CachedBackend, Store
 from pytest_emergent.run.evaluate import evaluate
-from pytest_emergent.run.outcome import aggregate
+from pytest_emergent.run.outcome import against_baseline, aggregate, aggregate_against_baseline
 from pytest_emergent.run.records import EvalOptions, QuestionResult
 from pytest_emergent.run.settings import RunSettings
 from pytest_emergent.spec import Question, QuestionFile, Thresholds
-from pytest_emergent.stats import GateDecision, RateSummary
+from pytest_emergent.stats import BaselineComparison, GateDecision, RateSummary
 
 
 @dataclass
@@ -33,6 +33,8 @@ class FileResult:
     thresholds: Thresholds
     decision: GateDecision
     question_ids: tuple[str, ...]
+    #: the pooled comparison with the baseline model (`--em-baseline`), else None
+    baseline: BaselineComparison | None = None
 
 
 @dataclass
@@ -47,6 +49,9 @@ class EvalRun:
     file_results: dict[str, FileResult] = field(default_factory=dict)
     model_backend: Backend | None = None
     judge_backend: Backend | None = None
+    #: the baseline model (`--em-baseline`) and its results, keyed as `results`
+    baseline_backend: Backend | None = None
+    baseline_results: dict[tuple[str, str], QuestionResult] = field(default_factory=dict)
     error: BaseException | None = None
     seconds: float = 0.0
     #: judge calibrations run this session (`--em-calibrate-judge`): (question file, report
@@ -90,7 +95,7 @@ class EvalRun:
             fingerprint=backend.fingerprint,
             is_local=backend.is_local,
             chunk_size=max(self.settings.batch_size, 8),
-            rejudge=self.settings.rejudge and role == "model",
+            rejudge=self.settings.rejudge and role in ("model", "baseline"),
             on_chunk=lambda kind, done, total: self.say(f"{spec}: {kind}s {done}/{total}"),
         )
 
@@ -159,7 +164,18 @@ class EvalRun:
         try:
             model, judge_backend = self.backends()
             judge = self.make_judge(judge_backend)
-            self.results.update(evaluate(missing, model, judge, self.options, progress=self.say))
+            found = evaluate(missing, model, judge, self.options, progress=self.say)
+            spec = self.settings.baseline
+            if spec is not None:
+                if self.baseline_backend is None:
+                    self.say(f"loading baseline model {spec}")
+                    self.baseline_backend = self._resolve(spec, role="baseline")
+                base = evaluate(missing, self.baseline_backend, judge, self.options,
+                                progress=lambda m: self.say(f"baseline: {m}"))
+                self.baseline_results.update(base)
+                found = {key: against_baseline(res, base[key], self.options, spec)
+                         for key, res in found.items()}
+            self.results.update(found)
         except BaseException as exc:
             # remember the cause so every item reports it, instead of re-running the model
             self.error = exc
@@ -179,13 +195,21 @@ class EvalRun:
         chosen = [q for q in self.selected if str(q.source) == key] or list(qfile.questions)
         self.ensure(chosen)
         results = [self.results[(key, q.id)] for q in chosen]
-        summary, thresholds, decision = aggregate(results, qfile.thresholds, self.options)
-        out = FileResult(key, summary, thresholds, decision, tuple(q.id for q in chosen))
+        ids = tuple(q.id for q in chosen)
+        if self.settings.baseline is not None:
+            bases = [self.baseline_results[(key, q.id)] for q in chosen]
+            summary, thresholds, decision, cmp = aggregate_against_baseline(
+                results, bases, qfile.thresholds, self.options, self.settings.baseline)
+            out = FileResult(key, summary, thresholds, decision, ids, cmp)
+        else:
+            summary, thresholds, decision = aggregate(results, qfile.thresholds, self.options)
+            out = FileResult(key, summary, thresholds, decision, ids)
         self.file_results[key] = out
         return out
 
     def close(self) -> None:
-        for backend in {id(b): b for b in (self.model_backend, self.judge_backend) if b}.values():
+        backends = (self.model_backend, self.judge_backend, self.baseline_backend)
+        for backend in {id(b): b for b in backends if b}.values():
             backend.close()
         if self._store is not None:
             self._store.close()

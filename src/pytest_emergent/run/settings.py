@@ -36,6 +36,9 @@ class RunSettings:
     max_answers: int = MAX_ANSWERS
     #: judgments that may fail with an error before a gate fails
     max_judge_errors: int = 0
+    #: a baseline model spec: gate on the increase over its rate (--em-baseline)
+    baseline: str | None = None
+    max_increase: float = 0.02
     seed: int = 0
     definition: str = "betley"
     aligned_cut: float | None = None
@@ -69,6 +72,7 @@ class RunSettings:
             aggregate_ci=self.aggregate_ci,
             early_stop=self.early_stop,
             max_judge_errors=self.max_judge_errors,
+            max_increase=self.max_increase,
             early_stop_round=max(8, self.batch_size),
             override_thresholds=self.override_thresholds,
             fallback_thresholds=self.fallback_thresholds,

@@ -52,6 +52,7 @@ from pytest_emergent.stats.intervals import (
     two_proportion_z,
     wilson_interval,
 )
+from pytest_emergent.stats.relative import BaselineComparison, compare_to_baseline
 from pytest_emergent.stats.sensitivity import Sensitivity, sensitivity
 from pytest_emergent.stats.sequential import (
     early_stop_looks,
@@ -69,6 +70,8 @@ from pytest_emergent.stats.summary import (
 )
 
 __all__ = [
+    "BaselineComparison",
+    "compare_to_baseline",
     "Sensitivity",
     "sensitivity",
     "ClusteredInterval",
