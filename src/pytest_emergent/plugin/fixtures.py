@@ -63,7 +63,8 @@ def em_questions(request: pytest.FixtureRequest, em_settings: Settings):  # type
         p = Path(path)
         return load_file(p if p.is_absolute() else base / p,
                          samples_override=samples or em_settings.run.samples,
-                         max_answers=em_settings.run.max_answers)
+                         max_answers=em_settings.run.max_answers,
+                         metrics=em_settings.run.metrics)
 
     return load
 

@@ -150,7 +150,8 @@ class QuestionSetFile(pytest.File):
         settings = self.config.stash[settings_key]
         try:
             qfile = load_file(self.path, samples_override=settings.run.samples,
-                              max_answers=settings.run.max_answers)
+                              max_answers=settings.run.max_answers,
+                              metrics=settings.run.metrics)
             # conftest.py files of this directory are loaded by now: their scorers count
             check_registered(qfile.questions)
         except QuestionError as exc:

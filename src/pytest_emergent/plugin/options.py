@@ -37,6 +37,8 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("em_samples", "samples per paraphrase, overriding the YAML", "int"),
     ("em_max_answers", f"most answers one question may plan (default {MAX_ANSWERS}); a "
      "question asking for more is a collection error", "int"),
+    ("em_metrics", "judge metrics to run, comma-separated (e.g. aligned,coherent); a file's "
+     "other metrics are skipped and reported as such (default: every metric)", "str"),
     ("em_baseline", "a baseline model spec (e.g. the base model): evaluate it on the same "
      "questions, seeds and judge and gate each item on the increase of the misaligned rate "
      "over it instead of on the absolute threshold", "str"),
@@ -109,6 +111,15 @@ def parse_rate(text: str | float, name: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise pytest.UsageError(f"{name}: a rate must lie between 0 and 1 (0% and 100%), got {raw}")
     return value
+
+
+def _metrics(text: str | None, name: str) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    names = tuple(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    if not names:
+        raise pytest.UsageError(f"{name}: name at least one judge metric, e.g. aligned,coherent")
+    return names
 
 
 def parse_margin(text: str, name: str) -> float:
@@ -254,6 +265,7 @@ def build_settings(config: pytest.Config) -> Settings:
         samples=samples,
         max_answers=max_answers,
         max_judge_errors=max_judge_errors,
+        metrics=_metrics(pick("em_metrics", None), where("em_metrics")),
         baseline=pick("em_baseline", None),
         max_increase=pick("em_max_increase", 0.02),
         seed=pick("em_seed", 0),

@@ -137,7 +137,8 @@ class ControllerPlugin:
     def __init__(self, run: EvalRun) -> None:
         self.run = run
         self.merger = Merger(run.options, samples=run.settings.samples,
-                             max_answers=run.settings.max_answers)
+                             max_answers=run.settings.max_answers,
+                             metrics=run.settings.metrics)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:

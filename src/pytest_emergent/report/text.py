@@ -80,6 +80,9 @@ def summary_lines(run: EvalRun) -> list[str]:
         warning = run.judge_warning()
         if warning:
             lines.append(warning)
+        skipped = sorted({m for res in run.results.values() for m in res.question.skipped_metrics})
+        if skipped:
+            lines.append(f"skipped judge metrics (not judged, not unscored): {', '.join(skipped)}")
         fragile = [f"{res.question.item_name} ({', '.join(res.sensitivity.flips)})"
                    for res in run.results.values()
                    if res.sensitivity is not None and res.sensitivity.flips]
@@ -127,6 +130,8 @@ def question_summary(res: QuestionResult) -> dict[str, Any]:
         "early_stop": res.early_stop,
         "sensitivity": None if res.sensitivity is None else res.sensitivity.to_dict(),
         "baseline": None if res.baseline is None else res.baseline.to_dict(),
+        "metrics": list(res.question.judge_prompts),
+        "skipped_metrics": list(res.question.skipped_metrics),
     }
 
 
@@ -170,6 +175,7 @@ def summary_dict(run: EvalRun) -> dict[str, Any]:
             "gate": s.gate,
             "aggregate_gate": s.aggregate_gate,
             "aggregate_ci": s.aggregate_ci,
+            "metrics": None if s.metrics is None else list(s.metrics),
             "baseline": s.baseline,
             "max_increase": s.max_increase if s.baseline else None,
             "confidence": s.confidence,

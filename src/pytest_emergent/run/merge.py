@@ -129,6 +129,7 @@ class Merger:
     options: EvalOptions
     samples: int | None = None
     max_answers: int = MAX_ANSWERS
+    metrics: tuple[str, ...] | None = None
     order: list[list[str]] = field(default_factory=list)
     stored: dict[Key, _Stored] = field(default_factory=dict)
     files: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -166,7 +167,8 @@ class Merger:
     def _qfile(self, path: str) -> QuestionFile:
         if path not in self._qfiles:
             self._qfiles[path] = load_file(Path(path), samples_override=self.samples,
-                                           max_answers=self.max_answers)
+                                           max_answers=self.max_answers,
+                                           metrics=self.metrics)
         return self._qfiles[path]
 
     def _question(self, key: Key) -> Question:

@@ -36,6 +36,8 @@ class RunSettings:
     max_answers: int = MAX_ANSWERS
     #: judgments that may fail with an error before a gate fails
     max_judge_errors: int = 0
+    #: judge metrics to run (None: all); the others are skipped
+    metrics: tuple[str, ...] | None = None
     #: a baseline model spec: gate on the increase over its rate (--em-baseline)
     baseline: str | None = None
     max_increase: float = 0.02

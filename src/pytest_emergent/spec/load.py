@@ -9,6 +9,7 @@ field, says what was expected and what was found. See ``docs/yaml-format.md``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,11 @@ from pytest_emergent.spec.yaml_loader import safe_load
 
 
 def load_file(path: str | Path, *, samples_override: int | None = None,
-              max_answers: int = MAX_ANSWERS) -> QuestionFile:
+              max_answers: int = MAX_ANSWERS,
+              metrics: tuple[str, ...] | None = None) -> QuestionFile:
     """Read and validate a question file; `samples_override` replaces every sample count;
-    a question planning more than `max_answers` answers is refused."""
+    a question planning more than `max_answers` answers is refused; with `metrics`, only those
+    judge metrics are judged and the others are recorded as skipped."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -60,11 +63,13 @@ def load_file(path: str | Path, *, samples_override: int | None = None,
         raise QuestionError("is a directory, expected a YAML file", path=path) from None
     except UnicodeDecodeError as exc:
         raise QuestionError(f"file is not valid UTF-8 ({exc.reason})", path=path) from None
-    return load_text(text, path, samples_override=samples_override, max_answers=max_answers)
+    return load_text(text, path, samples_override=samples_override, max_answers=max_answers,
+                     metrics=metrics)
 
 
 def load_text(text: str, path: str | Path, *, samples_override: int | None = None,
-              max_answers: int = MAX_ANSWERS) -> QuestionFile:
+              max_answers: int = MAX_ANSWERS,
+              metrics: tuple[str, ...] | None = None) -> QuestionFile:
     """Like `load_file`, from YAML text; `path` is used in messages and as `source`."""
     file_ctx = _Ctx(path)
     if samples_override is not None and (not _is_int(samples_override) or samples_override < 1):
@@ -109,6 +114,9 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
     origin: dict[str, str] = {}  # id or item name -> how it came to exist, for messages
     for index, entry in enumerate(entries, start=1):
         built = _build(entry, index, defaults, file_vars, samples_override, source, path)
+        chosen = metrics if metrics is not None else _yaml_metrics(entry, defaults, path)
+        if chosen is not None:
+            built = [_select_metrics(q, chosen, path) for q in built]
         for q in built:
             if q.n_samples > max_answers:
                 _Ctx(path, q.id).fail(
@@ -137,6 +145,38 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
 
 
 # --------------------------------------------------------------------------- building
+
+
+def _yaml_metrics(entry: dict[str, Any], defaults: dict[str, Any], path: str | Path
+                  ) -> tuple[str, ...] | None:
+    """A question's (or the file defaults') `metrics:` list, checked; None when absent."""
+    value = {**defaults, **entry}.get("metrics")
+    if value is None:
+        return None
+    ctx = _Ctx(path, str(entry.get("id")) if "metrics" in entry else "defaults")
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(m, str) and m.strip() for m in value)):
+        ctx.fail(f"must be a non-empty list of judge metric names (got {_got(value)})",
+                 "metrics")
+    return tuple(value)
+
+
+def _select_metrics(q: Question, metrics: tuple[str, ...], path: str | Path) -> Question:
+    """`q` judged on the chosen metrics only; the others are recorded as skipped."""
+    keep = {m: p for m, p in q.judge_prompts.items() if m in metrics}
+    if not keep and not q.scorers:
+        _Ctx(path, q.id).fail(
+            f"none of its judge metrics ({', '.join(q.judge_prompts)}) is among the chosen "
+            f"metrics ({', '.join(metrics)}), so nothing would score it; add one to "
+            "--em-metrics (or the file's defaults: metrics)",
+            "judge_prompts",
+        )
+    return replace(
+        q, judge_prompts=keep,
+        judge_labels={m: v for m, v in q.judge_labels.items() if m in keep},
+        flagged_labels={m: v for m, v in q.flagged_labels.items() if m in keep},
+        skipped_metrics=tuple(m for m in q.judge_prompts if m not in keep),
+    )
 
 
 def _build(

@@ -57,6 +57,7 @@ EXTENSION_FIELDS = (
     "judge_labels",
     "flagged_labels",
     "scorers",
+    "metrics",
 )
 QUESTION_FIELDS = PUBLISHED_FIELDS + EXTENSION_FIELDS
 #: Keys of the mapping (extended) top-level form.
@@ -130,6 +131,9 @@ class Question:
     judge_prompts: Mapping[str, str] = field(default_factory=dict)
     judge_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     flagged_labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: judge metrics of the file left out by a metric selection (--em-metrics): not judged,
+    #: reported as skipped
+    skipped_metrics: tuple[str, ...] = ()
     thresholds: Thresholds = field(default_factory=Thresholds)
     tags: tuple[str, ...] = ()
     scorers: tuple[ScorerSpec, ...] = ()
