@@ -284,10 +284,9 @@ class Judge:
         """Why `result` cannot be a probability distribution, or None. Every value must be a
         probability; an API judge's values are one token position's, so they sum to at most 1
         (a local judge scores whole candidate strings, which may overlap)."""
-        values = [*result.probs.values(), *result.top.values()]
-        if any(not (math.isfinite(v) and 0.0 <= v <= 1.0 + 1e-6) for v in values):
-            worst = next(v for v in values if not (math.isfinite(v) and 0.0 <= v <= 1.0 + 1e-6))
-            return f"impossible judge probability {worst!r} (a probability is in 0..1)"
+        for v in (*result.probs.values(), *result.top.values()):
+            if not (math.isfinite(v) and 0.0 <= v <= 1.0 + 1e-6):
+                return f"impossible judge probability {v!r} (a probability is in 0..1)"
         total = sum(result.probs.values())
         if not self.backend.is_local and total > 1.0 + 1e-3:
             return (f"impossible judge probabilities: they sum to {total:.4g}, more than 1 "

@@ -210,10 +210,10 @@ def against_baseline(result: QuestionResult, base: QuestionResult, options: Eval
                               max_increase=options.max_increase, policy=options.gate_policy,
                               confidence=options.confidence)
     reasons = [r for r in (cannot_flag(result.question), cmp.reason) if r]
-    errors = len(base.judge_errors())
-    if errors > options.max_judge_errors:
-        reasons.append(f"{errors} judgments of the baseline's answers failed with an error "
-                       f"(first: {base.judge_errors()[0][:200]})")
+    errors = base.judge_errors()
+    if len(errors) > options.max_judge_errors:
+        reasons.append(f"{len(errors)} judgments of the baseline's answers failed with an "
+                       f"error (first: {errors[0][:200]})")
     result.baseline = cmp
     result.decision = GateDecision(decision.passed and not reasons,
                                    (*reasons, *decision.reasons))
@@ -228,8 +228,8 @@ def aggregate_against_baseline(
     pooled, thresholds, decision = aggregate(results, file_thresholds, options,
                                              absolute=False)
     base = merge([b.summary for b in bases], options.definition, options.confidence)
-    plain = merge([r.summary for r in results], options.definition, options.confidence)
-    cmp = compare_to_baseline(plain, base, baseline=baseline, max_increase=options.max_increase,
+    # the comparison reads counts only, which the pooled summary holds whatever its interval
+    cmp = compare_to_baseline(pooled, base, baseline=baseline, max_increase=options.max_increase,
                               policy=options.aggregate_policy, confidence=options.confidence)
     if not cmp.passed:
         decision = GateDecision(False, (cmp.reason, *decision.reasons))

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from pytest_emergent.stats.intervals import check_confidence, wilson_interval
+from pytest_emergent.stats.intervals import check_confidence, wilson_bounds, wilson_interval
 
 #: a design effect estimated below this is taken as this (see the module docstring)
 MIN_DESIGN_EFFECT = 0.5
@@ -63,14 +63,6 @@ def t_quantile(p: float, df: int) -> float:
     return z + g1 / df + g2 / df**2 + g3 / df**3 + g4 / df**4
 
 
-def _wilson(p: float, n: float, z: float) -> tuple[float, float]:
-    z2n = z * z / n
-    centre = (p + z2n / 2.0) / (1.0 + z2n)
-    half = z * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n)) / (1.0 + z2n)
-    return (0.0 if p == 0.0 else max(0.0, centre - half),
-            1.0 if p == 1.0 else min(1.0, centre + half))
-
-
 def clustered_interval(clusters: Sequence[tuple[int, int]], confidence: float = 0.95
                        ) -> ClusteredInterval:
     """The pooled rate of `clusters` — (flagged, scored) per question — and its interval."""
@@ -92,5 +84,5 @@ def clustered_interval(clusters: Sequence[tuple[int, int]], confidence: float = 
     deff = max(MIN_DESIGN_EFFECT, v / (p * (1 - p) / total))
     z = t_quantile(1.0 - (1.0 - confidence) / 2.0, c - 1)
     n_eff = total / deff
-    low, high = _wilson(p, n_eff, z)
+    low, high = wilson_bounds(p, n_eff, z)
     return ClusteredInterval(p, low, high, deff, c, n_eff)

@@ -26,13 +26,18 @@ def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
     if n == 0:
         return (0.0, 1.0)
     z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
-    p = k / n
+    return wilson_bounds(k / n, n, z)
+
+
+def wilson_bounds(p: float, n: float, z: float) -> tuple[float, float]:
+    """The Wilson bounds of a rate `p` over `n` (> 0, possibly an effective, fractional size)
+    at critical value `z`."""
     z2n = z * z / n
     centre = (p + z2n / 2.0) / (1.0 + z2n)
     half = z * math.sqrt(p * (1.0 - p) / n + z2n / (4.0 * n)) / (1.0 + z2n)
-    # The exact bounds are 0 at k = 0 and 1 at k = n; pin them so rounding cannot move them.
-    low = 0.0 if k == 0 else max(0.0, centre - half)
-    high = 1.0 if k == n else min(1.0, centre + half)
+    # The exact bounds are 0 at p = 0 and 1 at p = 1; pin them so rounding cannot move them.
+    low = 0.0 if p == 0.0 else max(0.0, centre - half)
+    high = 1.0 if p == 1.0 else min(1.0, centre + half)
     return (low, high)
 
 
