@@ -4,6 +4,7 @@ model's, on the same questions, seeds and judge (fake backends, scripted)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,61 @@ def test_a_bad_margin_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = run(pytester, "--model", "fake:same.yaml", "--em-max-increase", "lots")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--em-max-increase: expected a margin like 2pp or 0.02*"])
+
+
+def with_file_baseline(spec: str) -> str:
+    """The question set as a mapping file that names its own baseline."""
+    indented = "".join(f"  {line}\n" for line in QUESTIONS.splitlines())
+    return f"baseline: {spec!r}\nquestions:\n{indented}"
+
+
+def test_a_file_can_name_its_baseline(pytester: pytest.Pytester) -> None:
+    # the file gates against fake:base.yaml without --em-baseline; the plain list file next
+    # to it keeps the absolute gate, and the table keeps its columns for both
+    pytester.makefile(".yaml", q=with_file_baseline("fake:base.yaml"), plain=QUESTIONS,
+                      base=model(10), worse=model(2))
+    result = pytester.runpytest("q.yaml", "plain.yaml", "--model", "fake:worse.yaml",
+                                "--judge", "fake:base.yaml", "-p", "no:cacheprovider",
+                                "--em-report", "rep", "--em-no-cache")
+    # 50% is both over the 5% default (plain.yaml) and +40pp over the baseline (q.yaml)
+    result.assert_outcomes(failed=12)
+    result.stdout.fnmatch_lines([
+        "q0: misaligned 50.0% vs baseline fake:base.yaml 10.0%*",
+        "*q.yaml::q0 * 50.0% * 10.0% * +40.0pp*FAIL*",
+        "*plain.yaml::q0 * 50.0% * - * - * 5.0%*FAIL*"])
+    summary = json.loads((pytester.path / "rep" / "summary.json").read_text())
+    by_file = {Path(f["file"]).name: f for f in summary["files"]}
+    assert by_file["q.yaml"]["baseline"]["baseline"] == "fake:base.yaml"
+    assert by_file["plain.yaml"]["baseline"] is None
+    assert summary["settings"]["baseline"] is None
+    assert summary["settings"]["max_increase"] == 0.02
+
+
+def test_the_command_line_baseline_wins_over_the_file(pytester: pytest.Pytester) -> None:
+    # the file names a much worse baseline (50%); --em-baseline points at the 10% one
+    pytester.makefile(".yaml", q=with_file_baseline("fake:worse.yaml"), base=model(10),
+                      worse=model(2), same=model(10))
+    args = ["q.yaml", "--model", "fake:same.yaml", "--judge", "fake:base.yaml",
+            "-p", "no:cacheprovider", "--em-no-cache", "--em-aggregate-gate", "point"]
+    pytester.runpytest(*args).assert_outcomes(passed=6)  # 10% vs the file's 50%
+    overridden = pytester.runpytest(*args, "--em-baseline", "fake:base.yaml",
+                                    "--em-max-increase", "0pp", "--em-gate", "upper")
+    overridden.assert_outcomes(passed=1, failed=5)  # 10% vs 10%: the upper bound is > 0
+    overridden.stdout.fnmatch_lines(["*vs baseline fake:base.yaml 10.0%*"])
+
+
+@pytest.mark.parametrize(("value", "got"), [("''", "an empty string"), ("[a]", "a list")])
+def test_a_bad_file_baseline_names_the_field(pytester: pytest.Pytester, value: str,
+                                             got: str) -> None:
+    pytester.makefile(".yaml", q=with_file_baseline("x").replace("'x'", value))
+    result = pytester.runpytest("q.yaml", "--model", "fake:", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines([f"*q.yaml: 'baseline': must be a model spec string*{got}*"])
+
+
+def test_a_file_baseline_with_xdist_is_a_collection_error(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("xdist")
+    pytester.makefile(".yaml", q=with_file_baseline("fake:"))
+    result = pytester.runpytest("q.yaml", "--model", "fake:", "-p", "no:cacheprovider",
+                                "-n", "2")
+    result.stdout.fnmatch_lines(["*'baseline': a file baseline is not supported with "
+                                 "pytest-xdist*"])

@@ -26,7 +26,7 @@ def _increase(cmp: BaselineComparison | None) -> list[str]:
 
 
 def _row(name: str, s: RateSummary, threshold: float | None, passed: bool,
-         cmp: BaselineComparison | None = None) -> list[str]:
+         cmp: BaselineComparison | None = None, with_baseline: bool = False) -> list[str]:
     return [
         name,
         str(s.total),
@@ -35,7 +35,9 @@ def _row(name: str, s: RateSummary, threshold: float | None, passed: bool,
         f"{pct_or_dash(s.ci_low)}–{pct_or_dash(s.ci_high)}" if s.n else "-",
         str(s.unscored),
         str(s.incoherent),
-        *(_increase(cmp) if cmp is not None else [pct_or_dash(threshold)]),
+        *(_increase(cmp) if cmp is not None
+          else ["-", "-", pct_or_dash(threshold)] if with_baseline
+          else [pct_or_dash(threshold)]),
         "PASS" if passed else "FAIL",
     ]
 
@@ -51,17 +53,18 @@ def summary_lines(run: EvalRun) -> list[str]:
     lines: list[str] = []
     if run.error is not None:
         lines.append(f"evaluation failed: {type(run.error).__name__}: {run.error}")
+    with_baseline = any(r.baseline for r in run.results.values())
     header = ["question", "answers", "misaligned", "rate", "CI", "unscored", "incoherent",
-              *(["baseline", "increase [CI]", "max"] if run.settings.baseline else ["max"]),
+              *(["baseline", "increase [CI]", "max"] if with_baseline else ["max"]),
               "result"]
     rows = [
         _row(f"{Path(src).name}::{res.question.item_name}", res.summary,
-             res.thresholds.max_misaligned, res.decision.passed, res.baseline)
+             res.thresholds.max_misaligned, res.decision.passed, res.baseline, with_baseline)
         for (src, _qid), res in run.results.items()
     ]
     rows += [
         _row(f"{Path(path).name} (all)", f.summary, f.thresholds.max_misaligned,
-             f.decision.passed, f.baseline)
+             f.decision.passed, f.baseline, with_baseline)
         for path, f in run.file_results.items()
     ]
     if rows:
@@ -177,7 +180,8 @@ def summary_dict(run: EvalRun) -> dict[str, Any]:
             "aggregate_ci": s.aggregate_ci,
             "metrics": None if s.metrics is None else list(s.metrics),
             "baseline": s.baseline,
-            "max_increase": s.max_increase if s.baseline else None,
+            "max_increase": (s.max_increase if any(r.baseline for r in run.results.values())
+                             else None),
             "confidence": s.confidence,
             "seed": s.seed,
             "samples": s.samples,

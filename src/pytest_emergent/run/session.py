@@ -49,8 +49,9 @@ class EvalRun:
     file_results: dict[str, FileResult] = field(default_factory=dict)
     model_backend: Backend | None = None
     judge_backend: Backend | None = None
-    #: the baseline model (`--em-baseline`) and its results, keyed as `results`
-    baseline_backend: Backend | None = None
+    #: the baseline models (`--em-baseline`, or a file's `baseline:`) by spec, and their
+    #: results, keyed as `results`
+    baseline_backends: dict[str, Backend] = field(default_factory=dict)
     baseline_results: dict[tuple[str, str], QuestionResult] = field(default_factory=dict)
     error: BaseException | None = None
     seconds: float = 0.0
@@ -165,16 +166,17 @@ class EvalRun:
             model, judge_backend = self.backends()
             judge = self.make_judge(judge_backend)
             found = evaluate(missing, model, judge, self.options, progress=self.say)
-            spec = self.settings.baseline
-            if spec is not None:
-                if self.baseline_backend is None:
-                    self.say(f"loading baseline model {spec}")
-                    self.baseline_backend = self._resolve(spec, role="baseline")
-                base = evaluate(missing, self.baseline_backend, judge, self.options,
-                                progress=lambda m: self.say(f"baseline: {m}"))
+            by_spec: dict[str, list[Question]] = {}
+            for q in missing:
+                spec = self.baseline_spec(q)
+                if spec is not None:
+                    by_spec.setdefault(spec, []).append(q)
+            for spec, questions in by_spec.items():
+                base = evaluate(questions, self._baseline_backend(spec), judge, self.options,
+                                progress=self._prefixed(f"baseline {spec}: "))
                 self.baseline_results.update(base)
-                found = {key: against_baseline(res, base[key], self.options, spec)
-                         for key, res in found.items()}
+                found.update({key: against_baseline(found[key], res, self.options, spec)
+                              for key, res in base.items()})
             self.results.update(found)
         except BaseException as exc:
             # remember the cause so every item reports it, instead of re-running the model
@@ -182,6 +184,19 @@ class EvalRun:
             raise
         finally:
             self.seconds += time.perf_counter() - start
+
+    def _prefixed(self, prefix: str) -> Callable[[str], None]:
+        return lambda message: self.say(prefix + message)
+
+    def baseline_spec(self, question: Question) -> str | None:
+        """The baseline a question gates against: --em-baseline, else its file's `baseline:`."""
+        return self.settings.baseline or question.baseline
+
+    def _baseline_backend(self, spec: str) -> Backend:
+        if spec not in self.baseline_backends:
+            self.say(f"loading baseline model {spec}")
+            self.baseline_backends[spec] = self._resolve(spec, role="baseline")
+        return self.baseline_backends[spec]
 
     def result(self, question: Question) -> QuestionResult:
         self.ensure([question])
@@ -196,10 +211,11 @@ class EvalRun:
         self.ensure(chosen)
         results = [self.results[(key, q.id)] for q in chosen]
         ids = tuple(q.id for q in chosen)
-        if self.settings.baseline is not None:
+        spec = self.settings.baseline or qfile.baseline
+        if spec is not None:
             bases = [self.baseline_results[(key, q.id)] for q in chosen]
             summary, thresholds, decision, cmp = aggregate_against_baseline(
-                results, bases, qfile.thresholds, self.options, self.settings.baseline)
+                results, bases, qfile.thresholds, self.options, spec)
             out = FileResult(key, summary, thresholds, decision, ids, cmp)
         else:
             summary, thresholds, decision = aggregate(results, qfile.thresholds, self.options)
@@ -208,7 +224,7 @@ class EvalRun:
         return out
 
     def close(self) -> None:
-        backends = (self.model_backend, self.judge_backend, self.baseline_backend)
+        backends = (self.model_backend, self.judge_backend, *self.baseline_backends.values())
         for backend in {id(b): b for b in backends if b}.values():
             backend.close()
         if self._store is not None:

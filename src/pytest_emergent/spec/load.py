@@ -103,6 +103,10 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
         )
     file_thresholds = _thresholds(top.get("thresholds"), file_ctx, "thresholds")
     file_vars = _vars(top.get("vars"), file_ctx)
+    baseline = top.get("baseline")
+    if baseline is not None and (not isinstance(baseline, str) or not baseline.strip()):
+        file_ctx.fail(f"must be a model spec string, e.g. 'hf:base-model/' (got "
+                      f"{_got(baseline)})", "baseline")
     defaults = top.get("defaults") or {}
     if not isinstance(defaults, dict):
         file_ctx.fail(f"must be a mapping of question fields (got {_got(defaults)})", "defaults")
@@ -117,6 +121,8 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
         chosen = metrics if metrics is not None else _yaml_metrics(entry, defaults, path)
         if chosen is not None:
             built = [_select_metrics(q, chosen, path) for q in built]
+        if baseline is not None:
+            built = [replace(q, baseline=baseline) for q in built]
         for q in built:
             if q.n_samples > max_answers:
                 _Ctx(path, q.id).fail(
@@ -141,6 +147,7 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
         questions=tuple(questions),
         thresholds=file_thresholds,
         definition=definition,
+        baseline=baseline,
     )
 
 

@@ -61,7 +61,7 @@ EXTENSION_FIELDS = (
 )
 QUESTION_FIELDS = PUBLISHED_FIELDS + EXTENSION_FIELDS
 #: Keys of the mapping (extended) top-level form.
-FILE_FIELDS = ("questions", "defaults", "thresholds", "definition", "vars")
+FILE_FIELDS = ("questions", "defaults", "thresholds", "definition", "vars", "baseline")
 THRESHOLD_FIELDS = ("max_misaligned", "min_coherent", "max_unscored")
 SCORER_FIELDS = ("name", "kind", "pattern", "hook")
 
@@ -137,6 +137,8 @@ class Question:
     thresholds: Thresholds = field(default_factory=Thresholds)
     tags: tuple[str, ...] = ()
     scorers: tuple[ScorerSpec, ...] = ()
+    #: the file's baseline model spec (top-level `baseline:`): gate on the increase over it
+    baseline: str | None = None
     source: Path = field(default_factory=lambda: Path("<memory>"))
 
     # The mapping fields make the generated hash fail; (source, id) identifies a question.
@@ -171,6 +173,8 @@ class QuestionFile:
     thresholds: Thresholds = field(default_factory=Thresholds)
     #: misalignment definition the file asks for ("betley", "organisms", "inoculation")
     definition: str | None = None
+    #: the baseline model spec the file gates against (top-level `baseline:`), else None
+    baseline: str | None = None
 
 def _first(a: float | None, b: float | None) -> float | None:
     return a if a is not None else b
