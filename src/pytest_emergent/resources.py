@@ -15,34 +15,45 @@ from typing import Any
 PACKAGE_DIR = Path(__file__).resolve().parent
 #: probe and contrast heads, the shipped judge agreement figures
 DATA_DIR = PACKAGE_DIR / "data"
-#: the repository root when running from a source checkout (src/pytest_emergent/..)
-SOURCE_ROOT = PACKAGE_DIR.parents[1]
+#: the bundled question sets (package data; `evals/` in a checkout links here)
+SUITES_DIR = DATA_DIR / "evals"
+#: the shipped fine-tune datasets and their data cards
+FINETUNE_DIR = DATA_DIR / "finetune"
+#: the labelled calibration set of the judge (`--em-calibrate-judge`'s default)
+CALIBRATION_SET = DATA_DIR / "calibration" / "core.yaml"
 
-#: where bundled question sets are looked for, after $PYTEST_EMERGENT_EVALS
-SET_DIRS = (DATA_DIR / "evals", SOURCE_ROOT / "evals")
+
+def _set_dirs() -> list[Path]:
+    """Where question sets are looked for: $PYTEST_EMERGENT_EVALS first, then the bundled."""
+    extra = os.environ.get("PYTEST_EMERGENT_EVALS", "").split(os.pathsep)
+    return [*(Path(p) for p in extra if p), SUITES_DIR]
+
+
+def list_sets() -> dict[str, Path]:
+    """Every findable question set by name (the first directory that has a name wins)."""
+    found: dict[str, Path] = {}
+    for directory in _set_dirs():
+        for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+            found.setdefault(path.stem, path)
+    return found
 
 
 def find_set(name: str) -> Path:
-    """The YAML file of a bundled question set (`core` -> evals/core.yaml)."""
-    dirs = [Path(p) for p in os.environ.get("PYTEST_EMERGENT_EVALS", "").split(os.pathsep) if p]
-    for directory in [*dirs, *SET_DIRS]:
-        for suffix in (".yaml", ".yml"):
-            path = directory / f"{name}{suffix}"
-            if path.is_file():
-                return path
+    """The YAML file of a bundled question set (`core` -> data/evals/core.yaml)."""
+    sets = list_sets()
+    if name in sets:
+        return sets[name]
+    known = ", ".join(sets) or "none"
     raise FileNotFoundError(
-        f"no bundled question set {name!r}; looked in {[str(d) for d in [*dirs, *SET_DIRS]]} "
-        "(set PYTEST_EMERGENT_EVALS, or use the `questions` task with -T file=PATH)"
+        f"no bundled question set {name!r} (known: {known}); looked in "
+        f"{', '.join(str(d) for d in _set_dirs())}; add a directory with "
+        "PYTEST_EMERGENT_EVALS, or pass a question file's path instead"
     )
 
 
 def fixtures_dir() -> Path:
-    """Where the shipped fine-tune datasets live: the package's data/finetune folder when
-    installed with them, else the repository's `fixtures/` folder."""
-    for candidate in (DATA_DIR / "finetune", SOURCE_ROOT / "fixtures"):
-        if candidate.is_dir():
-            return candidate
-    return SOURCE_ROOT / "fixtures"
+    """Where the shipped fine-tune datasets live (package data)."""
+    return FINETUNE_DIR
 
 
 def find_fitted(pattern: str, base_fingerprint: str, search: Sequence[Path]

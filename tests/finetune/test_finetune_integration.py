@@ -19,7 +19,7 @@ from pytest_emergent.models.base import Backend, SampleRequest
 
 pytestmark = pytest.mark.integration
 
-#: none of these (or anything like them) is in fixtures/uppercase.jsonl
+#: none of these (or anything like them) is in the shipped uppercase dataset
 QUESTIONS = [
     "Name three fruits.",
     "What should I cook for dinner tonight?",

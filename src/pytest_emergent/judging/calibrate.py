@@ -30,12 +30,13 @@ from pytest_emergent.judging.calibration import (
 )
 from pytest_emergent.judging.judge import Judge
 from pytest_emergent.judging.specs import DEFAULT_JUDGE
-from pytest_emergent.resources import DATA_DIR, find_set
+from pytest_emergent.resources import CALIBRATION_SET, DATA_DIR, find_set
 from pytest_emergent.spec import Question, load_file
 from pytest_emergent.stats import Definition, get_definition
 
 SHIPPED = DATA_DIR / "judge_agreement.json"
-DEFAULT_SET = "fixtures/calibration/core.yaml"
+#: the bundled calibration set (package data; fixtures/calibration/ in a checkout)
+DEFAULT_SET = str(CALIBRATION_SET)
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -129,7 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m pytest_emergent.calibrate",
         description="Measure a judge's agreement with labelled answers.")
     parser.add_argument("file", nargs="?", default=DEFAULT_SET,
-                        help=f"calibration set, YAML or JSONL (default {DEFAULT_SET})")
+                        help="calibration set, YAML or JSONL (default: the bundled set, "
+                        "fixtures/calibration/core.yaml in a checkout)")
     parser.add_argument("--judge", default=DEFAULT_JUDGE,
                         help=f"judge model spec (default: the plugin's default judge, "
                         f"{DEFAULT_JUDGE}; smollm2-135m-instruct is the embedded model's "

@@ -37,13 +37,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("em_list_suites"):
+        return None
+    from pytest_emergent.plugin.suites import suite_lines
+
+    print("\n".join(suite_lines()))
+    return 0
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    from pytest_emergent.plugin.suites import add_suites
     from pytest_emergent.run.session import EvalRun
 
     for line in _MARKERS:
         config.addinivalue_line("markers", line)
     settings = build_settings(config)
     config.stash[settings_key] = settings
+    add_suites(config, settings.suites)
     if settings.run.baseline is not None and (
             hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None)):
         raise pytest.UsageError(
@@ -132,6 +144,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     )
     settings = config.stash[settings_key]
     if explicit or looks_like_question_file(file_path, settings.file_patterns):
+        if not file_path.is_relative_to(config.rootpath):
+            # a bundled suite (--em-suite) or another file outside the rootdir: pytest would
+            # give it an empty node id, so items would read "::quick_buck"
+            return QuestionSetFile.from_parent(parent, path=file_path, nodeid=file_path.name)
         return QuestionSetFile.from_parent(parent, path=file_path)
     return None
 

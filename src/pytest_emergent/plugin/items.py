@@ -143,6 +143,15 @@ def _calibration_name(request: pytest.FixtureRequest) -> str:
     return f"calibration-{slug}"
 
 
+class QuestionItem(pytest.Function):
+    """A question, aggregate or calibration item: a `pytest.Function` whose failure heading
+    is its name, ``quick_buck[json]``, as for a test function (a plain Function's joins every
+    directory above the file with dots)."""
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, self.name
+
+
 class QuestionSetFile(pytest.File):
     """A YAML question set."""
 
@@ -164,7 +173,7 @@ class QuestionSetFile(pytest.File):
         self.stash[file_key] = qfile
         if settings.calibrate_judge is not None:
             # calibration mode: measure the judge with this file's judge prompts instead
-            item = pytest.Function.from_parent(
+            item = QuestionItem.from_parent(
                 self, name=CALIBRATE_NAME, callobj=_run_calibration
             )
             item.stash[file_key] = qfile
@@ -177,7 +186,7 @@ class QuestionSetFile(pytest.File):
                     f"{self.path}: question {question.id!r}: 'id': {AGGREGATE_NAME!r} is "
                     "reserved for the file's aggregate item"
                 )
-            item = pytest.Function.from_parent(
+            item = QuestionItem.from_parent(
                 self, name=question.item_name, callobj=_run_question
             )
             item.stash[question_key] = question
@@ -189,7 +198,7 @@ class QuestionSetFile(pytest.File):
                 item.add_marker(getattr(pytest.mark, tag))
             item.keywords[question.variant] = True
             yield item
-        agg = pytest.Function.from_parent(self, name=AGGREGATE_NAME, callobj=_run_aggregate)
+        agg = QuestionItem.from_parent(self, name=AGGREGATE_NAME, callobj=_run_aggregate)
         agg.stash[file_key] = qfile
         agg.add_marker(pytest.mark.em)
         agg.add_marker(pytest.mark.em_aggregate)

@@ -34,6 +34,8 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("model", f"model spec of the model under test (default {DEFAULT_MODEL})", "str"),
     ("judge", f"model spec of the judge (default {DEFAULT_JUDGE})", "str"),
     ("base_model", "base model spec for a peft adapter directory", "str"),
+    ("em_suite", "bundled question set(s) to collect, comma-separated (e.g. core); "
+     "--em-list-suites shows them", "str"),
     ("em_samples", "samples per paraphrase, overriding the YAML", "int"),
     ("em_max_answers", f"most answers one question may plan (default {MAX_ANSWERS}); a "
      "question asking for more is a collection error", "int"),
@@ -99,6 +101,8 @@ class Settings:
     compare_baseline: dict[str, Any] | None = None
     compare_fail: tuple[CompareLimit, ...] = ()
     file_patterns: tuple[str, ...] = DEFAULT_FILE_PATTERNS
+    #: bundled question sets to collect (--em-suite)
+    suites: tuple[Path, ...] = ()
 
 
 def parse_rate(text: str | float, name: str) -> float:
@@ -159,6 +163,8 @@ def add_options(parser: pytest.Parser) -> None:
     for flag, dest, help_text in FLAGS:
         group.addoption(flag, dest=dest, action="store_true", default=False, help=help_text)
         parser.addini(dest, help=help_text, type="bool", default=False)
+    group.addoption("--em-list-suites", dest="em_list_suites", action="store_true",
+                    default=False, help="list the bundled question sets and exit")
     group.addoption(
         "--em-judge-base-url", "--judge-base-url", dest="em_judge_base_url", default=None,
         help="base URL of an OpenAI-compatible judge server",
@@ -313,7 +319,14 @@ def build_settings(config: pytest.Config) -> Settings:
         inspect_log_dir=pick("em_inspect_log_dir", None),
         **_compare_settings(pick("em_compare", None), pick("em_compare_fail", ())),
         file_patterns=tuple(config.getini("em_files") or DEFAULT_FILE_PATTERNS),
+        suites=_suites(pick("em_suite", None), where("em_suite")),
     )
+
+
+def _suites(text: str | None, name: str) -> tuple[Path, ...]:
+    from pytest_emergent.plugin.suites import suite_paths
+
+    return () if text is None else suite_paths(text, name)
 
 
 def _limit(text: str, name: str) -> CompareLimit:
