@@ -55,16 +55,12 @@ def em_judge(pytestconfig: pytest.Config, em_judge_backend):  # type: ignore[no-
 @pytest.fixture
 def em_questions(request: pytest.FixtureRequest, em_settings: Settings):  # type: ignore[no-untyped-def]
     """`em_questions("sets/x.yaml")` -> `QuestionFile`; relative to the test file's folder."""
-    from pytest_emergent.spec import load_file
-
     base = Path(str(request.node.path)).parent
 
     def load(path: str | Path, *, samples: int | None = None):  # type: ignore[no-untyped-def]
         p = Path(path)
-        return load_file(p if p.is_absolute() else base / p,
-                         samples_override=samples or em_settings.run.samples,
-                         max_answers=em_settings.run.max_answers,
-                         metrics=em_settings.run.metrics)
+        return em_settings.run.load_questions(p if p.is_absolute() else base / p,
+                                              samples=samples)
 
     return load
 

@@ -134,6 +134,8 @@ def _fixture_plugins() -> list[tuple[object, str]]:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    from pytest_emergent.spec.judge_files import is_judge_file
+
     if file_path.suffix not in (".yaml", ".yml"):
         return None
     config = parent.config
@@ -143,6 +145,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         if arg.split("::")[0].endswith((".yaml", ".yml"))
     )
     settings = config.stash[settings_key]
+    if is_judge_file(file_path) and not explicit:
+        return None  # judge prompts for the question files beside it, not questions
     if explicit or looks_like_question_file(file_path, settings.file_patterns):
         if not file_path.is_relative_to(config.rootpath):
             # a bundled suite (--em-suite) or another file outside the rootdir: pytest would

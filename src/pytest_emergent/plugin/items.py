@@ -19,7 +19,8 @@ import pytest
 from pytest_emergent.errors import QuestionError
 from pytest_emergent.judging.scorers import check_registered
 from pytest_emergent.plugin.options import settings_key
-from pytest_emergent.spec import Question, QuestionFile, load_file
+from pytest_emergent.spec import Question, QuestionFile
+from pytest_emergent.spec.judge_files import is_judge_file
 
 if TYPE_CHECKING:
     from pytest_emergent.run.session import EvalRun
@@ -31,14 +32,19 @@ file_key = pytest.StashKey[QuestionFile]()
 run_key: pytest.StashKey[EvalRun] = pytest.StashKey()  # the session's run
 
 
+_QUESTION_KEY = re.compile(r"^[ \t]*(?:-[ \t]+)?question[ \t]*:", re.MULTILINE)
+
+
 def looks_like_question_file(path: Path, patterns: tuple[str, ...]) -> bool:
-    """Inside a directory: the name matches a pattern and the text mentions `paraphrases:`."""
+    """Inside a directory: the name matches a pattern and the text mentions `paraphrases`, or
+    has a `question:` key (Model Organisms' technical files)."""
     if not any(fnmatch.fnmatch(path.name, pat) for pat in patterns):
         return False
     try:
-        return "paraphrases" in path.read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
+    return "paraphrases" in text or _QUESTION_KEY.search(text) is not None
 
 
 def _baseline_properties(cmp: Any) -> list[tuple[str, object]]:
@@ -157,10 +163,10 @@ class QuestionSetFile(pytest.File):
 
     def collect(self) -> Iterator[pytest.Item]:
         settings = self.config.stash[settings_key]
+        if is_judge_file(self.path):
+            return  # named on the command line: judge prompts, no questions to collect
         try:
-            qfile = load_file(self.path, samples_override=settings.run.samples,
-                              max_answers=settings.run.max_answers,
-                              metrics=settings.run.metrics)
+            qfile = settings.run.load_questions(self.path)
             # conftest.py files of this directory are loaded by now: their scorers count
             check_registered(qfile.questions)
         except QuestionError as exc:

@@ -41,6 +41,9 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
      "question asking for more is a collection error", "int"),
     ("em_metrics", "judge metrics to run, comma-separated (e.g. aligned,coherent); a file's "
      "other metrics are skipped and reported as such (default: every metric)", "str"),
+    ("em_judge_prompts", "judge-prompt file (metric: prompt) for questions without judge "
+     "prompts, e.g. Model Organisms' technical/ files (default: a judges.yaml beside the "
+     "question file)", "path"),
     ("em_baseline", "a baseline model spec (e.g. the base model): evaluate it on the same "
      "questions, seeds and judge and gate each item on the increase of the misaligned rate "
      "over it instead of on the absolute threshold", "str"),
@@ -272,6 +275,8 @@ def build_settings(config: pytest.Config) -> Settings:
         max_answers=max_answers,
         max_judge_errors=max_judge_errors,
         metrics=_metrics(pick("em_metrics", None), where("em_metrics")),
+        judge_prompts_file=_judge_prompts_file(pick("em_judge_prompts", None),
+                                               where("em_judge_prompts")),
         baseline=pick("em_baseline", None),
         max_increase=pick("em_max_increase", 0.02),
         seed=pick("em_seed", 0),
@@ -321,6 +326,20 @@ def build_settings(config: pytest.Config) -> Settings:
         file_patterns=tuple(config.getini("em_files") or DEFAULT_FILE_PATTERNS),
         suites=_suites(pick("em_suite", None), where("em_suite")),
     )
+
+
+def _judge_prompts_file(path: Path | None, name: str) -> Path | None:
+    """--em-judge-prompts: read and checked now, so a bad file stops the run at once."""
+    if path is None:
+        return None
+    from pytest_emergent.errors import QuestionError
+    from pytest_emergent.spec.judge_files import read_judge_file
+
+    try:
+        read_judge_file(path)
+    except QuestionError as exc:
+        raise pytest.UsageError(f"{name}: {exc}") from None
+    return Path(path)
 
 
 def _suites(text: str | None, name: str) -> tuple[Path, ...]:

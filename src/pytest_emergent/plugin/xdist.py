@@ -136,9 +136,7 @@ class ControllerPlugin:
 
     def __init__(self, run: EvalRun) -> None:
         self.run = run
-        self.merger = Merger(run.options, samples=run.settings.samples,
-                             max_answers=run.settings.max_answers,
-                             metrics=run.settings.metrics)
+        self.merger = Merger(run.options, load=run.settings.load_questions)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:

@@ -11,7 +11,7 @@ the payloads.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from pytest_emergent.models.base import (
 from pytest_emergent.run.outcome import aggregate, result_from_records
 from pytest_emergent.run.records import EvalOptions, QuestionResult, SampleRecord
 from pytest_emergent.run.session import EvalRun, FileResult
-from pytest_emergent.spec import MAX_ANSWERS, Question, QuestionFile, load_file
+from pytest_emergent.spec import Question, QuestionFile, load_file
 
 #: bumped when the payload changes shape
 PAYLOAD_FORMAT = 2
@@ -127,9 +127,8 @@ class Merger:
     """Collects worker payloads; `apply` fills an `EvalRun` as one process would have."""
 
     options: EvalOptions
-    samples: int | None = None
-    max_answers: int = MAX_ANSWERS
-    metrics: tuple[str, ...] | None = None
+    #: loads a question file as the session collected it (`RunSettings.load_questions`)
+    load: Callable[[Path], QuestionFile] = load_file
     order: list[list[str]] = field(default_factory=list)
     stored: dict[Key, _Stored] = field(default_factory=dict)
     files: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -166,9 +165,7 @@ class Merger:
 
     def _qfile(self, path: str) -> QuestionFile:
         if path not in self._qfiles:
-            self._qfiles[path] = load_file(Path(path), samples_override=self.samples,
-                                           max_answers=self.max_answers,
-                                           metrics=self.metrics)
+            self._qfiles[path] = self.load(Path(path))
         return self._qfiles[path]
 
     def _question(self, key: Key) -> Question:

@@ -14,7 +14,7 @@ from pathlib import Path
 from pytest_emergent.judging.specs import DEFAULT_JUDGE
 from pytest_emergent.models.registry import ALIAS
 from pytest_emergent.run.records import AggregateCI, EvalOptions
-from pytest_emergent.spec import MAX_ANSWERS, Thresholds
+from pytest_emergent.spec import MAX_ANSWERS, QuestionFile, Thresholds, load_file
 from pytest_emergent.stats import GatePolicy, get_definition
 
 DEFAULT_MODEL = ALIAS
@@ -38,6 +38,9 @@ class RunSettings:
     max_judge_errors: int = 0
     #: judge metrics to run (None: all); the others are skipped
     metrics: tuple[str, ...] | None = None
+    #: judge prompts for questions that have none (--em-judge-prompts); else a judges.yaml
+    #: beside the question file
+    judge_prompts_file: Path | None = None
     #: a baseline model spec: gate on the increase over its rate (--em-baseline)
     baseline: str | None = None
     max_increase: float = 0.02
@@ -61,6 +64,13 @@ class RunSettings:
     early_stop: bool = False
     override_thresholds: Thresholds = field(default_factory=Thresholds)
     fallback_thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def load_questions(self, path: Path, *, samples: int | None = None) -> QuestionFile:
+        """Load a question file as this session collects it (sample override, answer limit,
+        metric choice, judge-prompt file)."""
+        return load_file(path, samples_override=samples or self.samples,
+                         max_answers=self.max_answers, metrics=self.metrics,
+                         judge_prompts_file=self.judge_prompts_file)
 
     def options(self) -> EvalOptions:
         """The library options of an evaluation under these settings."""

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from pytest_emergent.errors import QuestionError
+from pytest_emergent.spec.judge_files import JudgePromptSource
 from pytest_emergent.spec.schema import (
     BASE_VARIANT,
     DEFINITIONS,
@@ -51,10 +52,13 @@ from pytest_emergent.spec.yaml_loader import safe_load
 
 def load_file(path: str | Path, *, samples_override: int | None = None,
               max_answers: int = MAX_ANSWERS,
-              metrics: tuple[str, ...] | None = None) -> QuestionFile:
+              metrics: tuple[str, ...] | None = None,
+              judge_prompts_file: Path | None = None) -> QuestionFile:
     """Read and validate a question file; `samples_override` replaces every sample count;
     a question planning more than `max_answers` answers is refused; with `metrics`, only those
-    judge metrics are judged and the others are recorded as skipped."""
+    judge metrics are judged and the others are recorded as skipped. A question without judge
+    prompts takes them from `judge_prompts_file`, else a `judges.yaml` beside the file or in
+    the folder above (`spec.judge_files`)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -64,12 +68,14 @@ def load_file(path: str | Path, *, samples_override: int | None = None,
     except UnicodeDecodeError as exc:
         raise QuestionError(f"file is not valid UTF-8 ({exc.reason})", path=path) from None
     return load_text(text, path, samples_override=samples_override, max_answers=max_answers,
-                     metrics=metrics)
+                     metrics=metrics,
+                     judge_source=JudgePromptSource(Path(path), judge_prompts_file))
 
 
 def load_text(text: str, path: str | Path, *, samples_override: int | None = None,
               max_answers: int = MAX_ANSWERS,
-              metrics: tuple[str, ...] | None = None) -> QuestionFile:
+              metrics: tuple[str, ...] | None = None,
+              judge_source: JudgePromptSource | None = None) -> QuestionFile:
     """Like `load_file`, from YAML text; `path` is used in messages and as `source`."""
     file_ctx = _Ctx(path)
     if samples_override is not None and (not _is_int(samples_override) or samples_override < 1):
@@ -117,7 +123,8 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
     questions: list[Question] = []
     origin: dict[str, str] = {}  # id or item name -> how it came to exist, for messages
     for index, entry in enumerate(entries, start=1):
-        built = _build(entry, index, defaults, file_vars, samples_override, source, path)
+        built = _build(entry, index, defaults, file_vars, samples_override, source, path,
+                       judge_source)
         chosen = metrics if metrics is not None else _yaml_metrics(entry, defaults, path)
         if chosen is not None:
             built = [_select_metrics(q, chosen, path) for q in built]
@@ -194,6 +201,7 @@ def _build(
     samples_override: int | None,
     source: Path,
     path: str | Path,
+    judge_source: JudgePromptSource | None = None,
 ) -> list[Question]:
     """One file entry -> its question plus any derived variants."""
     if not isinstance(entry, dict):
@@ -212,6 +220,13 @@ def _build(
     qtype = raw.get("type", QUESTION_TYPES[0])
     if qtype not in QUESTION_TYPES:
         ctx.fail(f"must be one of {_options(QUESTION_TYPES)} (got {_got(qtype)})", "type")
+    if "question" in raw:  # Model Organisms' technical files: one question, one paraphrase
+        if "paraphrases" in raw:
+            ctx.fail("give either 'question' (one paraphrase) or 'paraphrases', not both",
+                     "question")
+        if not isinstance(raw["question"], str) or not raw["question"].strip():
+            ctx.fail(f"must be a non-empty string (got {_got(raw['question'])})", "question")
+        raw["paraphrases"] = [raw["question"]]
     paraphrases = _paraphrases(raw.get("paraphrases"), ctx, ctx_vars)
     system = raw.get("system")
     if system is not None:
@@ -235,10 +250,16 @@ def _build(
     if judge is not None and not isinstance(judge, str):
         ctx.fail(f"must be a model name string (got {_got(judge)})", "judge")
     judge_prompts = _judge_prompts(raw.get("judge_prompts"), ctx)
+    found = (judge_source.prompts() if judge_source is not None and not judge_prompts
+             and not raw.get("scorers") else None)
+    if found is not None:
+        judge_prompts = found[0]
     scorers = _scorers(raw.get("scorers"), ctx, judge_prompts)
     if not judge_prompts and not scorers:
         ctx.fail(
-            f"a {qtype} question needs judge prompts or scorers (got neither)", "judge_prompts"
+            f"a {qtype} question needs judge prompts or scorers (got neither); give "
+            "judge_prompts here or in the file's defaults, put a judges.yaml beside the file, "
+            "or name one with --em-judge-prompts", "judge_prompts"
         )
     labels = _label_map(raw.get("judge_labels"), ctx, "judge_labels", judge_prompts, {})
     flagged = _label_map(raw.get("flagged_labels"), ctx, "flagged_labels", judge_prompts, labels)

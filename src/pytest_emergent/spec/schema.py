@@ -59,7 +59,9 @@ EXTENSION_FIELDS = (
     "scorers",
     "metrics",
 )
-QUESTION_FIELDS = PUBLISHED_FIELDS + EXTENSION_FIELDS
+#: Fields of the Model Organisms repository's files: `question`, one paraphrase (technical/).
+ORGANISMS_FIELDS = ("question",)
+QUESTION_FIELDS = PUBLISHED_FIELDS + ORGANISMS_FIELDS + EXTENSION_FIELDS
 #: Keys of the mapping (extended) top-level form.
 FILE_FIELDS = ("questions", "defaults", "thresholds", "definition", "vars", "baseline")
 THRESHOLD_FIELDS = ("max_misaligned", "min_coherent", "max_unscored")
