@@ -19,7 +19,7 @@ import pytest
 from pytest_emergent.errors import QuestionError
 from pytest_emergent.judging.scorers import check_registered
 from pytest_emergent.plugin.options import settings_key
-from pytest_emergent.spec import Question, QuestionFile
+from pytest_emergent.spec import VARIANTS, Question, QuestionFile
 from pytest_emergent.spec.judge_files import is_judge_file
 
 if TYPE_CHECKING:
@@ -151,11 +151,12 @@ def _calibration_name(request: pytest.FixtureRequest) -> str:
 
 class QuestionItem(pytest.Function):
     """A question, aggregate or calibration item: a `pytest.Function` whose failure heading
-    is its name, ``quick_buck[json]``, as for a test function (a plain Function's joins every
-    directory above the file with dots)."""
+    reads ``core.yaml: quick_buck[json]`` (a plain Function's joins every directory above the
+    file with dots). Not ``::``: pytest would then rewrite the dots of the file name in the
+    verbose progress line."""
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, self.name
+        return self.path, None, f"{self.path.name}: {self.name}"
 
 
 class QuestionSetFile(pytest.File):
@@ -197,6 +198,10 @@ class QuestionSetFile(pytest.File):
             )
             item.stash[question_key] = question
             item.add_marker(pytest.mark.em)
+            if question.variant not in VARIANTS:  # a named variant the file defines
+                self.config.addinivalue_line(
+                    "markers", f"em_{question.variant}: a question's {question.variant} "
+                    "variant, defined in YAML")
             item.add_marker(getattr(pytest.mark, f"em_{question.variant}"))
             for tag in question.tags:
                 # registered on the fly so --strict-markers accepts YAML tags

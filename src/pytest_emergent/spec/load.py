@@ -300,8 +300,8 @@ def _build(
         source=source,
     )
     out = [question]
-    for name in variants:
-        out.append(_derive(question, name))
+    for derived in variants:
+        out.append(_derive(question, derived))
     return out
 
 

@@ -22,10 +22,16 @@ HOOK_NAME = re.compile(r"[\w.:-]+")
 
 #: the most answers one question may plan unless the limit is raised (--em-max-answers)
 MAX_ANSWERS = 10_000
-#: Variant names: the question as written, asked for a JSON answer, asked to fill a template.
+#: Built-in variant names: the question as written, asked for a JSON answer, asked to fill a
+#: template. A file may define more (`VariantSpec`); `Question.variant` holds either.
 Variant = Literal["base", "json", "template"]
 VARIANTS: tuple[Variant, ...] = get_args(Variant)
 BASE_VARIANT: Variant = "base"
+#: how a custom variant's name may look (it becomes part of an item name, a marker em_NAME
+#: and a -k keyword)
+VARIANT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+#: keys of a custom variant in `variants:`
+VARIANT_FIELDS = ("name", "system", "replace_system", "prefix", "suffix")
 #: Judge types: a 0-100 score per metric, or a categorical label per metric.
 QuestionType = Literal["free_form_judge_0_100", "free_form_judge"]
 QUESTION_TYPES: tuple[QuestionType, ...] = get_args(QuestionType)
@@ -117,12 +123,27 @@ class ScorerSpec:
 
 
 @dataclass(frozen=True)
+class VariantSpec:
+    """A named variant a file defines: a system prompt and/or text around each paraphrase
+    (e.g. a training-context trigger), asked as the item ``q[NAME]``."""
+
+    name: str
+    #: joined after the question's own system prompt, or instead of it with `replace_system`
+    system: str | None = None
+    replace_system: bool = False
+    #: put before / after each paraphrase exactly as written
+    prefix: str = ""
+    suffix: str = ""
+
+
+@dataclass(frozen=True)
 class Question:
     """One question (or one variant of it), ready to sample and judge."""
 
     id: str
     base_id: str
-    variant: Variant
+    #: "base", "json", "template" or the name of a variant the file defines
+    variant: str
     type: QuestionType
     paraphrases: tuple[str, ...]
     system: str | None = None

@@ -17,10 +17,13 @@ from pytest_emergent.spec.schema import (
     SCORER_FIELDS,
     SCORER_KINDS,
     THRESHOLD_FIELDS,
+    VARIANT_FIELDS,
+    VARIANT_NAME,
     VARIANTS,
     ScorerSpec,
     Thresholds,
     Variant,
+    VariantSpec,
 )
 from pytest_emergent.spec.templates import _render
 
@@ -188,20 +191,62 @@ def _scorers(value: Any, ctx: _Ctx, judge_prompts: Mapping[str, str]) -> tuple[S
     return tuple(out)
 
 
-def _variant_names(value: Any, ctx: _Ctx) -> tuple[Variant, ...]:
+def _variant_names(value: Any, ctx: _Ctx) -> tuple[Variant | VariantSpec, ...]:
+    """`variants:` -> built-in names (json, template) and named variants the file defines
+    ({name, system, replace_system, prefix, suffix})."""
     if value is None:
         return ()
     derivable = VARIANTS[1:]
+    expected = (f"must be a list of {_options(derivable)} or variant mappings "
+                "({name: ..., system: ..., prefix: ..., suffix: ...})")
     if not isinstance(value, list):
-        ctx.fail(f"must be a list drawn from {_options(derivable)} (got {_got(value)})", "variants")
-    for name in value:
-        if name not in derivable:
-            ctx.fail(
-                f"unknown variant {_got(name)}; known variants: {_options(derivable)}", "variants"
-            )
-    if len(set(value)) != len(value):
-        ctx.fail(f"lists a variant twice (got {value!r})", "variants")
-    return tuple(value)
+        ctx.fail(f"{expected} (got {_got(value)})", "variants")
+    out: list[Variant | VariantSpec] = []
+    for i, item in enumerate(value):
+        if isinstance(item, dict):
+            out.append(_variant_spec(item, ctx, f"variants[{i}]"))
+        elif item in derivable:
+            out.append(item)
+        else:
+            shown = repr(item) if isinstance(item, str) else _got(item)
+            ctx.fail(f"unknown variant {shown}; built-in variants are "
+                     f"{_options(derivable)}, and a named one is a mapping with 'name' and "
+                     "at least one of system, prefix, suffix", "variants")
+    names = [v.name if isinstance(v, VariantSpec) else v for v in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        ctx.fail(f"lists the variant {twice[0]!r} twice", "variants")
+    return tuple(out)
+
+
+def _variant_spec(item: dict[Any, Any], ctx: _Ctx, where: str) -> VariantSpec:
+    unknown = [k for k in item if k not in VARIANT_FIELDS]
+    if unknown:
+        ctx.fail(f"unknown variant field {str(unknown[0])!r}; allowed fields are "
+                 f"{', '.join(VARIANT_FIELDS)}", f"{where}.{unknown[0]}")
+    name = item.get("name")
+    if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+        ctx.fail("must be a name of letters, digits and '_' (not starting with a digit, at "
+                 f"most 40 characters), got {_got(name)}", f"{where}.name")
+    if name in VARIANTS:
+        ctx.fail(f"{name!r} is a built-in variant; list it as a plain name, or give your "
+                 "variant another name", f"{where}.name")
+    texts: dict[str, str] = {}
+    for key in ("system", "prefix", "suffix"):
+        text = item.get(key)
+        if text is not None and not isinstance(text, str):
+            ctx.fail(f"must be a string (got {_got(text)})", f"{where}.{key}")
+        if text:
+            texts[key] = text
+    if not texts:
+        ctx.fail(f"variant {name!r} changes nothing: give it a system prompt, a prefix or a "
+                 "suffix", where)
+    replace_system = item.get("replace_system", False)
+    if not isinstance(replace_system, bool):
+        ctx.fail(f"must be true or false (got {_got(replace_system)})",
+                 f"{where}.replace_system")
+    return VariantSpec(name=name, system=texts.get("system"), replace_system=replace_system,
+                       prefix=texts.get("prefix", ""), suffix=texts.get("suffix", ""))
 
 
 def _tags(value: Any, ctx: _Ctx) -> tuple[str, ...]:
