@@ -66,11 +66,25 @@ def test_the_margin_is_read_under_the_gate_policy(pytester: pytest.Pytester) -> 
     result.stdout.fnmatch_lines(["*upper bound of the difference*> max increase +2.0pp*"])
 
 
-def test_baseline_with_xdist_is_a_usage_error(pytester: pytest.Pytester) -> None:
+def _verdicts(pytester: pytest.Pytester) -> list[tuple[str, object, object]]:
+    summary = json.loads((pytester.path / "rep" / "summary.json").read_text())
+    return [(e.get("item") or e["file"], e["passed"], e["baseline"])
+            for e in [*summary["questions"], *summary["files"]]]
+
+
+def test_baseline_under_xdist_gives_the_single_process_verdicts(
+        pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
-    result = run(pytester, "--model", "fake:same.yaml", "-n", "2")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--em-baseline: not supported with pytest-xdist*"])
+    # +40pp per question passes a 41pp margin; the pooled upper bound (+47.7pp) does not
+    args = ("--model", "fake:worse.yaml", "--em-max-increase", "41pp")
+    single = run(pytester, *args)
+    single.assert_outcomes(passed=5, failed=1)
+    alone = _verdicts(pytester)
+    workers = run(pytester, *args, "-n", "2")
+    workers.assert_outcomes(passed=5, failed=1)
+    assert _verdicts(pytester) == alone
+    workers.stdout.fnmatch_lines(["*q.yaml::q0 * 50.0% * 10.0% * +40.0pp*PASS*",
+                                  "*q.yaml (all) * 10.0% * +40.0pp [[]+31.5, +47.7[]]*FAIL*"])
 
 
 def test_a_bad_margin_is_a_usage_error(pytester: pytest.Pytester) -> None:
@@ -128,10 +142,15 @@ def test_a_bad_file_baseline_names_the_field(pytester: pytest.Pytester, value: s
     result.stdout.fnmatch_lines([f"*q.yaml: 'baseline': must be a model spec string*{got}*"])
 
 
-def test_a_file_baseline_with_xdist_is_a_collection_error(pytester: pytest.Pytester) -> None:
+def test_a_file_baseline_under_xdist(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
-    pytester.makefile(".yaml", q=with_file_baseline("fake:"))
-    result = pytester.runpytest("q.yaml", "--model", "fake:", "-p", "no:cacheprovider",
-                                "-n", "2")
-    result.stdout.fnmatch_lines(["*'baseline': a file baseline is not supported with "
-                                 "pytest-xdist*"])
+    pytester.makefile(".yaml", q=with_file_baseline("fake:base.yaml"), base=model(10),
+                      worse=model(2))
+    result = pytester.runpytest("q.yaml", "--model", "fake:worse.yaml", "--judge",
+                                "fake:base.yaml", "-p", "no:cacheprovider", "--em-cache-dir",
+                                "emcache", "--em-report", "rep", "-n", "2")
+    result.assert_outcomes(failed=6)
+    summary = json.loads((pytester.path / "rep" / "summary.json").read_text())
+    assert summary["files"][0]["baseline"]["baseline_misaligned"] == 20
+    assert all(q["baseline"]["difference"] == pytest.approx(0.4)
+               for q in summary["questions"])

@@ -56,11 +56,6 @@ def pytest_configure(config: pytest.Config) -> None:
     settings = build_settings(config)
     config.stash[settings_key] = settings
     add_suites(config, settings.suites)
-    if settings.run.baseline is not None and (
-            hasattr(config, "workerinput") or getattr(config.option, "numprocesses", None)):
-        raise pytest.UsageError(
-            "--em-baseline: not supported with pytest-xdist (-n) yet; run without -n (the "
-            "cache makes a second run cheap)")
     if settings.report_dir is not None and not hasattr(config, "workerinput"):
         _retire_summary(Path(settings.report_dir))
 

@@ -172,11 +172,6 @@ class QuestionSetFile(pytest.File):
             check_registered(qfile.questions)
         except QuestionError as exc:
             raise self.CollectError(str(exc)) from None
-        if qfile.baseline is not None and (hasattr(self.config, "workerinput") or getattr(
-                self.config.option, "numprocesses", None)):
-            raise self.CollectError(
-                f"{self.path}: 'baseline': a file baseline is not supported with pytest-xdist "
-                "(-n) yet; run this file without -n")
         self.stash[file_key] = qfile
         if settings.calibrate_judge is not None:
             # calibration mode: measure the judge with this file's judge prompts instead

@@ -24,13 +24,18 @@ from pytest_emergent.models.base import (
     SampleRequest,
     ScoreRequest,
 )
-from pytest_emergent.run.outcome import aggregate, result_from_records
+from pytest_emergent.run.outcome import (
+    against_baseline,
+    aggregate,
+    aggregate_against_baseline,
+    result_from_records,
+)
 from pytest_emergent.run.records import EvalOptions, QuestionResult, SampleRecord
 from pytest_emergent.run.session import EvalRun, FileResult
 from pytest_emergent.spec import Question, QuestionFile, load_file
 
 #: bumped when the payload changes shape
-PAYLOAD_FORMAT = 2
+PAYLOAD_FORMAT = 3
 
 Key = tuple[str, str]  # (source file, question id), as in `EvalRun.results`
 
@@ -62,6 +67,7 @@ def worker_payload(run: EvalRun, *, order: Sequence[Sequence[str]], ran: Sequenc
                 "records": [record.to_dict() for record in res.records],
                 "samples_saved": res.samples_saved,
                 "early_stop": res.early_stop,
+                "baseline": _baseline_entry(run, (src, qid), res),
             }
             for (src, qid), res in run.results.items()
         ],
@@ -76,6 +82,14 @@ def worker_payload(run: EvalRun, *, order: Sequence[Sequence[str]], ran: Sequenc
         "shared_backend": run.model_backend is not None
         and run.model_backend is run.judge_backend,
     }
+
+
+def _baseline_entry(run: EvalRun, key: Key, res: QuestionResult) -> dict[str, Any] | None:
+    """The baseline model's records for a question gated against one (`--em-baseline`)."""
+    base = run.baseline_results.get(key)
+    if res.baseline is None or base is None:
+        return None
+    return {"spec": res.baseline.baseline, "records": [r.to_dict() for r in base.records]}
 
 
 class RemoteBackend:
@@ -120,6 +134,8 @@ class _Stored:
     samples_saved: int
     early_stop: str | None
     owned: bool  # sent by the worker that ran the question's item
+    #: the baseline model's spec and records, when the question gates against one
+    baseline: dict[str, Any] | None = None
 
 
 @dataclass
@@ -155,7 +171,8 @@ class Merger:
             # with seeded backends both are the same answers anyway
             if old is None or (owned and not old.owned):
                 self.stored[key] = _Stored(list(entry["records"]), int(entry["samples_saved"]),
-                                           entry.get("early_stop"), owned)
+                                           entry.get("early_stop"), owned,
+                                           entry.get("baseline"))
         for entry in payload["files"]:
             self.files.setdefault(str(entry["file"]), tuple(entry["questions"]))
         for entry in payload.get("calibrations") or []:
@@ -194,23 +211,31 @@ class Merger:
     def apply(self, run: EvalRun) -> None:
         """Replace the run's results with the merged ones (call after each `add`)."""
         results: dict[Key, QuestionResult] = {}
+        bases: dict[Key, tuple[str, QuestionResult]] = {}
         for key in self.ordered_keys():
             s = self.stored[key]
+            question = self._question(key)
             records = [SampleRecord.from_dict(r) for r in s.records]
-            results[key] = result_from_records(self._question(key), records, self.options,
+            results[key] = result_from_records(question, records, self.options,
                                               samples_saved=s.samples_saved,
                                               early_stop=s.early_stop)
+            if s.baseline is not None:
+                spec = str(s.baseline["spec"])
+                base = result_from_records(
+                    question, [SampleRecord.from_dict(r) for r in s.baseline["records"]],
+                    self.options)
+                bases[key] = (spec, base)
+                results[key] = against_baseline(results[key], base, self.options, spec)
         file_results: dict[str, FileResult] = {}
         agg_paths = [e[1] for e in self.order if e[0] == "agg"]
         for path in [p for p in agg_paths if p in self.files]:
-            chosen = [results[(path, qid)] for qid in self.files[path] if (path, qid) in results]
-            if len(chosen) < len(self.files[path]):
+            keys = [(path, qid) for qid in self.files[path]]
+            chosen = [results[k] for k in keys if k in results]
+            if len(chosen) < len(keys):
                 continue  # a worker lost results; its aggregate item already reported that
-            summary, thresholds, decision = aggregate(chosen, self._qfile(path).thresholds,
-                                                      self.options)
-            file_results[path] = FileResult(path, summary, thresholds, decision,
-                                            self.files[path])
+            file_results[path] = self._file_result(path, keys, chosen, bases)
         run.results = results
+        run.baseline_results = {key: base for key, (_spec, base) in bases.items()}
         run.file_results = file_results
         # calibrations in collection order, as one process would have run them
         cal_paths = [e[1] for e in self.order if e[0] == "cal"]
@@ -220,6 +245,17 @@ class Merger:
         if self.errors:
             run.error = EmergentError("; ".join(self.errors))
         self._set_backends(run)
+
+    def _file_result(self, path: str, keys: list[Key], chosen: list[QuestionResult],
+                     bases: Mapping[Key, tuple[str, QuestionResult]]) -> FileResult:
+        thresholds = self._qfile(path).thresholds
+        if all(k in bases for k in keys):
+            spec = bases[keys[0]][0]
+            summary, merged, decision, cmp = aggregate_against_baseline(
+                chosen, [bases[k][1] for k in keys], thresholds, self.options, spec)
+            return FileResult(path, summary, merged, decision, self.files[path], cmp)
+        summary, merged, decision = aggregate(chosen, thresholds, self.options)
+        return FileResult(path, summary, merged, decision, self.files[path])
 
     def _set_backends(self, run: EvalRun) -> None:
         infos = [p for p in self.payloads if p.get("model")]
