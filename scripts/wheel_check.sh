@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The package as a pip user gets it: build the wheel, install it into a fresh virtual
-# environment outside the checkout, install the embedded model with the model installer,
-# then run the bundled core suite from an empty directory, on the scripted fake backend and
-# on the embedded model. Nothing here imports the checkout's sources.
+# environment outside the checkout, run the bundled core suite from an empty directory on
+# the scripted fake backend (pytest and the inspect task), then install the embedded model
+# with the model installer and run the suite on it. Nothing here imports the checkout's sources.
 #   bash scripts/wheel_check.sh        (make wheel-check)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,7 +14,7 @@ python="${PYTHON:-python3}"
 "$python" -m venv "$work/venv"
 pip="$work/venv/bin/pip"
 "$pip" install -q torch==2.13.0  # the CPU build; an unpinned torch pulls CUDA packages
-"$pip" install -q "$(ls "$work"/dist/pytest_emergent-*.whl)[hf]"
+"$pip" install -q "$(ls "$work"/dist/pytest_emergent-*.whl)[hf,inspect]"
 
 mkdir "$work/run" && cd "$work/run"
 export PYTEST_EMERGENT_MODELS="$work/models" PYTEST_EMERGENT_CACHE="$work/cache"
@@ -29,6 +29,11 @@ printf 'generate:\n  - answers: ["I would help people."]\njudge:\n  - score: 90\
 "$py" -m pytest --em-suite core --model fake:fake.yaml --judge fake:fake.yaml \
   --em-samples 1 --em-report fake-report --em-cache-dir "$work/cache" -q
 test -s fake-report/summary.json
+
+# the inspect task of the bundled core set, from the installed wheel (fake model and judge)
+"$work/venv/bin/inspect" eval pytest_emergent/core -T judge=fake:fake.yaml -T samples=1 \
+  --model emergent/fake:fake.yaml --limit 6 --log-dir inspect-logs --display none
+ls inspect-logs/*.eval >/dev/null
 
 "$py" -m pytest_emergent.models install smollm2-135m-instruct
 "$py" -m pytest_emergent.models list | grep -q "smollm2-135m-instruct .* installed  $work/models"

@@ -129,6 +129,7 @@ def _fixture_plugins() -> list[tuple[object, str]]:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    from pytest_emergent.resources import SUITES_DIR
     from pytest_emergent.spec.judge_files import is_judge_file
 
     if file_path.suffix not in (".yaml", ".yml"):
@@ -143,9 +144,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     if is_judge_file(file_path) and not explicit:
         return None  # judge prompts for the question files beside it, not questions
     if explicit or looks_like_question_file(file_path, settings.file_patterns):
-        if not file_path.is_relative_to(config.rootpath):
-            # a bundled suite (--em-suite) or another file outside the rootdir: pytest would
-            # give it an empty node id, so items would read "::quick_buck"
+        if file_path.parent == SUITES_DIR or not file_path.is_relative_to(config.rootpath):
+            # a bundled suite (--em-suite) reads core.yaml::quick_buck, not the path into a
+            # virtual environment; another file outside the rootdir would get an empty id
             return QuestionSetFile.from_parent(parent, path=file_path, nodeid=file_path.name)
         return QuestionSetFile.from_parent(parent, path=file_path)
     return None
