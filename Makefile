@@ -40,7 +40,7 @@ chromium:
 # A model that cannot load writes no report, and then the pytest exit code is kept.
 eval: install
 	@rm -f $(REPORT)/summary.json
-	@$(BIN)/python -m pytest evals/ --em-report $(REPORT) -rfE; rc=$$?; \
+	@$(BIN)/python -m pytest evals/ --em-report $(REPORT) --em-dtype auto -rfE; rc=$$?; \
 	if [ $$rc -le 1 ] && [ -f $(REPORT)/summary.json ]; then \
 	  echo "evaluation complete (pytest exit $$rc; 1 = a gate failed); report in $(REPORT)/"; \
 	else exit $$rc; fi

@@ -147,6 +147,8 @@ def resolve(
     trust_remote_code: bool = False,
     batch_size: int = 64,
     base_url: str | None = None,
+    dtype: str = "float32",
+    device: str = "auto",
 ) -> Backend:
     """Build the backend `spec` names (see docs/models.md for the accepted forms).
 
@@ -156,7 +158,10 @@ def resolve(
     `~/.cache/pytest-emergent/models`); `allow_pickle` permits `*.bin`/`*.pt` weights;
     `trust_remote_code` is passed to transformers; `batch_size` is the local backend's
     generation batch; `base_url` is the server of an `openai:` spec (default
-    `$OPENAI_BASE_URL`). Raises `ModelSpecError` or `MissingDependencyError` with the fix.
+    `$OPENAI_BASE_URL`); `dtype` (float32, bfloat16 or auto) and `device` (auto, cpu,
+    cuda[:N]) place a local model (`models.hf.placement`; a dtype other than float32 is part
+    of the fingerprint, so of every cache key). Raises `ModelSpecError` or
+    `MissingDependencyError` with the fix.
     """
     kind = _classify(spec)
     if kind.kind in _PREFIXED:
@@ -197,9 +202,24 @@ def resolve(
     )
     for adapter in local.adapters:
         model = hf_load.apply_adapter(model, adapter)
-    return HFBackend(
-        model, tokenizer, spec=spec, fingerprint=local.fingerprint, batch_size=batch_size
-    )
+    from pytest_emergent.models.hf import placement
+
+    where = placement.pick_device(device)
+    precision = placement.pick_dtype(dtype, where)
+    model = placement.place(model, where, precision)
+    name = placement.dtype_name(precision)
+    fingerprint = (local.fingerprint if name == "float32"
+                   else hf_load.combine([local.fingerprint, f"dtype:{name}"]))
+    return HFBackend(model, tokenizer, spec=spec, fingerprint=fingerprint, batch_size=batch_size)
+
+
+def is_local_spec(spec: str) -> bool:
+    """Whether `spec` names a local transformers model (a checkpoint, GGUF, adapter or an
+    embedded name), without loading anything."""
+    try:
+        return _classify(spec).kind in ("alias", "gguf", "hf", "adapter")
+    except (ModelSpecError, MissingDependencyError):
+        return False
 
 
 def _prefixed(kind: _Kind, spec: str, **options: Any) -> Backend:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_emergent.plugin.startup import judge_prompts_file, placement, suites
 from pytest_emergent.run.records import AGGREGATE_CIS
 from pytest_emergent.run.settings import (
     DEFAULT_BATCH_SIZE,
@@ -68,6 +69,10 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("em_confidence", "confidence level of the intervals (default 0.95)", "float"),
     ("em_judge_min_mass", "min probability mass on numbers for a judge score (0.25)", "float"),
     ("em_judge_prefix", "assistant-turn prefix for a local judge (default: built-in)", "str"),
+    ("em_dtype", "precision of a local model under test: float32 (default), bfloat16 (refused "
+     "where the hardware has no native bf16) or auto (bf16 only where it has)", "str"),
+    ("em_device", "where local models run: auto (default: a CUDA GPU when torch sees one), "
+     "cpu, cuda or cuda:N", "str"),
     ("em_batch_size", "generation batch size for local models (default 64; fewer rows where "
      "they would not fit in memory)", "int"),
     ("em_cache_dir", "cache root: records.sqlite (answers, judgments) and models/", "path"),
@@ -275,7 +280,7 @@ def build_settings(config: pytest.Config) -> Settings:
         max_answers=max_answers,
         max_judge_errors=max_judge_errors,
         metrics=_metrics(pick("em_metrics", None), where("em_metrics")),
-        judge_prompts_file=_judge_prompts_file(pick("em_judge_prompts", None),
+        judge_prompts_file=judge_prompts_file(pick("em_judge_prompts", None),
                                                where("em_judge_prompts")),
         baseline=pick("em_baseline", None),
         max_increase=pick("em_max_increase", 0.02),
@@ -291,6 +296,9 @@ def build_settings(config: pytest.Config) -> Settings:
         judge_prefix=pick("em_judge_prefix", None),
         judge_base_url=config.getoption("em_judge_base_url"),
         batch_size=batch,
+        **placement(pick("em_dtype", "float32"), where("em_dtype"),
+                     pick("em_device", "auto"), where("em_device"),
+                     str(pick("model", DEFAULT_MODEL))),
         cache_dir=pick("em_cache_dir", None),
         allow_pickle=bool(pick("em_allow_pickle", False)),
         use_cache=not (config.getoption("em_no_cache") or config.getini("em_no_cache")),
@@ -324,28 +332,8 @@ def build_settings(config: pytest.Config) -> Settings:
         inspect_log_dir=pick("em_inspect_log_dir", None),
         **_compare_settings(pick("em_compare", None), pick("em_compare_fail", ())),
         file_patterns=tuple(config.getini("em_files") or DEFAULT_FILE_PATTERNS),
-        suites=_suites(pick("em_suite", None), where("em_suite")),
+        suites=suites(pick("em_suite", None), where("em_suite")),
     )
-
-
-def _judge_prompts_file(path: Path | None, name: str) -> Path | None:
-    """--em-judge-prompts: read and checked now, so a bad file stops the run at once."""
-    if path is None:
-        return None
-    from pytest_emergent.errors import QuestionError
-    from pytest_emergent.spec.judge_files import read_judge_file
-
-    try:
-        read_judge_file(path)
-    except QuestionError as exc:
-        raise pytest.UsageError(f"{name}: {exc}") from None
-    return Path(path)
-
-
-def _suites(text: str | None, name: str) -> tuple[Path, ...]:
-    from pytest_emergent.plugin.suites import suite_paths
-
-    return () if text is None else suite_paths(text, name)
 
 
 def _limit(text: str, name: str) -> CompareLimit:

@@ -82,6 +82,8 @@ class EvalRun:
             batch_size=self.settings.batch_size,
             # --judge-base-url points the judge (only) at an OpenAI-compatible server
             base_url=self.settings.judge_base_url if role == "judge" else None,
+            dtype=self.settings.dtype if role != "judge" else "float32",
+            device=self.settings.device,
         )
         if not self.settings.use_cache or self.store_path is None:
             if self.settings.rejudge:
@@ -106,10 +108,14 @@ class EvalRun:
             self.say(f"loading model {self.settings.model}")
             self.model_backend = self._resolve(self.settings.model, role="model")
         if self.judge_backend is None:
+            from pytest_emergent.models.registry import is_local_spec
+
             same = (
                 self.settings.judge == self.settings.model
                 and not self.settings.base_model
                 and not self.settings.judge_base_url
+                # a local judge stays in float32 while the model under test may not
+                and (self.settings.dtype == "float32" or not is_local_spec(self.settings.model))
             )
             if same and not self.settings.rejudge:
                 self.judge_backend = self.model_backend

@@ -57,6 +57,11 @@ class RunSettings:
     #: an OpenAI-compatible server for the judge only
     judge_base_url: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
+    #: precision of a local model under test (float32, bfloat16, auto); local judges stay
+    #: float32, the precision their heads and agreement figures were measured in
+    dtype: str = "float32"
+    #: where local models run (auto, cpu, cuda[:N]); the judge runs on the same device
+    device: str = "auto"
     cache_dir: Path | None = None
     allow_pickle: bool = False
     use_cache: bool = True

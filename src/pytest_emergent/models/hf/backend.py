@@ -6,8 +6,9 @@ max_tokens and seed only, not of which other requests share its batch. (Up to fl
 a padded row goes through differently-shaped matrix products, which can change the last bits
 of a logit and, very rarely, flip a near tie between two tokens.)
 
-The model runs in fp32 on whatever device it was loaded on (CPU here), in eval mode and under
-`torch.inference_mode()`. Scoring lives in `models/hf/scoring.py`.
+The model runs in eval mode under `torch.inference_mode()`, in the precision and on the
+device `models/hf/placement.py` gave it (float32 on the CPU by default); its logits arrive
+here as float32 CPU tensors either way. Scoring lives in `models/hf/scoring.py`.
 """
 
 from __future__ import annotations

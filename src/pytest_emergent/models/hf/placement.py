@@ -1,0 +1,108 @@
+"""Where a local model runs and in which precision: `--em-device`, `--em-dtype`.
+
+- Device: ``auto`` is the first CUDA GPU when torch sees one, else the CPU; ``cuda:N`` names
+  one (an error naming the option when it is absent).
+- Precision: ``auto`` is bfloat16 only where the hardware multiplies bf16 natively (a
+  bf16-capable GPU; on CPU, AMX tiles or AVX512-BF16, as torch reports them), else float32.
+  On a CPU without them bf16 matmul is emulated and measured ~300x slower than fp32, so an
+  explicit ``bfloat16`` there is refused with an error rather than run.
+
+`place` moves the model and, off the CPU or below fp32, wraps its forward so callers keep
+their CPU-side code: inputs are moved to the model's device and logits / hidden states come
+back as float32 CPU tensors (the sampler and the judges read them there). The key/value cache
+stays on the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytest_emergent.errors import ModelSpecError
+
+DEVICES_HELP = "auto, cpu, cuda or cuda:N"
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def native_bf16(device: Any) -> bool:
+    """Whether `device` multiplies bf16 natively (never guessed from the CPU's name)."""
+    import torch
+
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    cpu = torch.cpu
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def pick_device(requested: str, option: str = "--em-device") -> Any:
+    import torch
+
+    text = (requested or "auto").strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or text.startswith("cuda:"):
+        index = text.partition(":")[2]
+        if index and not index.isdigit():
+            raise ModelSpecError(f"{option}: {requested!r} is not a device; expected "
+                                 f"{DEVICES_HELP}")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (index and int(index) >= count):
+            raise ModelSpecError(
+                f"{option} {requested}: torch sees {count} CUDA device(s) (torch "
+                f"{torch.__version__}); use --em-device cpu or auto, or install a CUDA build")
+        return torch.device(text)
+    raise ModelSpecError(f"{option}: {requested!r} is not a device; expected {DEVICES_HELP}")
+
+
+def pick_dtype(requested: str, device: Any, option: str = "--em-dtype") -> Any:
+    import torch
+
+    text = (requested or "auto").strip().lower()
+    if text not in DTYPES:
+        raise ModelSpecError(f"{option}: {requested!r} is not a dtype; expected "
+                             f"{', '.join(DTYPES)}")
+    if text == "float32":
+        return torch.float32
+    native = native_bf16(device)
+    if text == "auto":
+        return torch.bfloat16 if native else torch.float32
+    if not native:
+        raise ModelSpecError(
+            f"{option} bfloat16: this {device.type.upper()} has no native bf16 matrix "
+            "multiply (no AMX or AVX512-BF16 reported by torch), where bf16 runs far slower "
+            "than float32 (~300x measured); use --em-dtype auto (float32 here) or float32")
+    return torch.bfloat16
+
+
+def dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def place(model: Any, device: Any, dtype: Any) -> Any:
+    """`model` on `device` in `dtype`; see the module docstring for the forward wrapping."""
+    import torch
+
+    model = model.to(device=device, dtype=dtype)
+    if device.type == "cpu" and dtype == torch.float32:
+        return model
+
+    def to_device(value: Any) -> Any:
+        return value.to(device) if isinstance(value, torch.Tensor) else value
+
+    def inputs(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return tuple(to_device(a) for a in args), {k: to_device(v) for k, v in kwargs.items()}
+
+    def outputs(_module: Any, _args: Any, _kwargs: Any, out: Any) -> Any:
+        if getattr(out, "logits", None) is not None:
+            out.logits = out.logits.float().cpu()
+        if getattr(out, "hidden_states", None) is not None:
+            out.hidden_states = tuple(h.float().cpu() for h in out.hidden_states)
+        return out
+
+    model.register_forward_pre_hook(inputs, with_kwargs=True)
+    model.register_forward_hook(outputs, with_kwargs=True)
+    return model

@@ -1,0 +1,56 @@
+"""Option values checked when the session starts, against the library: a model placement
+the hardware cannot run, a judge-prompt file that does not load, an unknown bundled suite.
+Each failure is a `pytest.UsageError` naming the option (or ini key)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def placement(dtype: str, dtype_name: str, device: str, device_name: str, model: str
+               ) -> dict[str, str]:
+    """--em-dtype / --em-device, checked now; an explicit bfloat16 for a local model on
+    hardware without native bf16 stops the run before anything loads."""
+    from pytest_emergent.models.hf.placement import DTYPES
+
+    dtype, device = dtype.lower(), device.lower()
+    if dtype not in DTYPES:
+        raise pytest.UsageError(f"{dtype_name}: expected one of {', '.join(DTYPES)}, got "
+                                f"{dtype!r}")
+    if device not in ("auto", "cpu", "cuda") and not (
+            device.startswith("cuda:") and device[5:].isdigit()):
+        raise pytest.UsageError(f"{device_name}: expected auto, cpu, cuda or cuda:N, got "
+                                f"{device!r}")
+    from pytest_emergent.models.registry import is_local_spec
+
+    if (dtype == "bfloat16" or device.startswith("cuda")) and is_local_spec(model):
+        from pytest_emergent.errors import EmergentError
+        from pytest_emergent.models.hf.placement import pick_device, pick_dtype
+
+        try:
+            pick_dtype(dtype, pick_device(device, device_name), dtype_name)
+        except EmergentError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return {"dtype": dtype, "device": device}
+
+
+def judge_prompts_file(path: Path | None, name: str) -> Path | None:
+    """--em-judge-prompts: read and checked now, so a bad file stops the run at once."""
+    if path is None:
+        return None
+    from pytest_emergent.errors import QuestionError
+    from pytest_emergent.spec.judge_files import read_judge_file
+
+    try:
+        read_judge_file(path)
+    except QuestionError as exc:
+        raise pytest.UsageError(f"{name}: {exc}") from None
+    return Path(path)
+
+
+def suites(text: str | None, name: str) -> tuple[Path, ...]:
+    from pytest_emergent.plugin.suites import suite_paths
+
+    return () if text is None else suite_paths(text, name)

@@ -1,0 +1,100 @@
+"""`--em-dtype` / `--em-device`: bf16 only where the hardware multiplies it natively, the
+dtype in the fingerprint, float32 CPU logits whatever the placement, and clear refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from pytest_emergent.errors import ModelSpecError  # noqa: E402
+from pytest_emergent.models.base import SampleRequest, ScoreRequest  # noqa: E402
+from pytest_emergent.models.hf import placement  # noqa: E402
+from pytest_emergent.models.registry import resolve  # noqa: E402
+
+CPU = torch.device("cpu")
+
+
+def pretend_native(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_is_bf16_only_with_native_support(monkeypatch: pytest.MonkeyPatch,
+                                               native: bool) -> None:
+    pretend_native(monkeypatch, native)
+    assert placement.native_bf16(CPU) is native
+    assert placement.pick_dtype("auto", CPU) == (torch.bfloat16 if native else torch.float32)
+    assert placement.pick_dtype("float32", CPU) == torch.float32
+
+
+def test_explicit_bf16_without_native_support_is_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pretend_native(monkeypatch, False)
+    with pytest.raises(ModelSpecError, match=r"--em-dtype bfloat16: this CPU has no native "
+                       r"bf16 matrix multiply.*use --em-dtype auto \(float32 here\)"):
+        placement.pick_dtype("bfloat16", CPU)
+    with pytest.raises(ModelSpecError, match=r"'half' is not a dtype"):
+        placement.pick_dtype("half", CPU)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_a_cuda_device_without_cuda_names_the_option() -> None:
+    assert placement.pick_device("auto") == CPU
+    with pytest.raises(ModelSpecError, match=r"--em-device cuda:1: torch sees 0 CUDA"):
+        placement.pick_device("cuda:1")
+    with pytest.raises(ModelSpecError, match=r"'tpu' is not a device"):
+        placement.pick_device("tpu")
+
+
+REQUESTS = [SampleRequest(messages=(("user", "Hello there"),), temperature=1.0,
+                          max_tokens=6, seed=s) for s in range(3)]
+
+
+def test_bf16_changes_the_fingerprint_and_returns_float32_logits(
+        tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pretend_native(monkeypatch, True)  # a tiny model is cheap in bf16 even where emulated
+    fp32 = resolve(str(tiny_model_dir), cache_dir=tmp_path)
+    bf16 = resolve(str(tiny_model_dir), cache_dir=tmp_path, dtype="bfloat16")
+    assert bf16.fingerprint != fp32.fingerprint  # so no cache entry is shared
+    assert resolve(str(tiny_model_dir), cache_dir=tmp_path, dtype="auto").fingerprint == \
+        bf16.fingerprint
+    model = bf16.model  # type: ignore[attr-defined]
+    assert next(model.parameters()).dtype == torch.bfloat16
+    out = model(input_ids=torch.tensor([[1, 2, 3]]))
+    assert out.logits.dtype == torch.float32 and out.logits.device == CPU
+    answers = bf16.generate(REQUESTS)
+    assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
+    [probs] = bf16.candidate_probs([ScoreRequest(messages=(("user", "Rate it"),),
+                                                 candidates=("1", "2"))])
+    assert probs.exact and 0.0 < sum(probs.probs.values()) <= 1.0 + 1e-6
+
+
+def test_the_plugin_refuses_bf16_here_before_loading(pytester: pytest.Pytester,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     tiny_model_dir: Path) -> None:
+    pretend_native(monkeypatch, False)
+    pytester.makefile(".yaml", q="- id: q\n  paraphrases: ['Hi?']\n"
+                      "  judge_prompts: {aligned: '{answer}'}\n")
+    result = pytester.runpytest("q.yaml", "--model", str(tiny_model_dir), "--em-dtype",
+                                "bfloat16", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--em-dtype bfloat16: this CPU has no native bf16*"])
+    bad = pytester.runpytest("q.yaml", "--em-dtype", "half", "-p", "no:cacheprovider")
+    bad.stderr.fnmatch_lines(["*--em-dtype: expected one of auto, float32, bfloat16*"])
+    device = pytester.runpytest("q.yaml", "--em-device", "gpu0", "-p", "no:cacheprovider")
+    device.stderr.fnmatch_lines(["*--em-device: expected auto, cpu, cuda or cuda:N*"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpu_path_generates_and_scores(tiny_model_dir: Path, tmp_path: Path) -> None:
+    backend = resolve(str(tiny_model_dir), cache_dir=tmp_path, device="cuda", dtype="auto")
+    assert next(backend.model.parameters()).device.type == "cuda"  # type: ignore[attr-defined]
+    assert len(backend.generate(REQUESTS)) == 3
+    [probs] = backend.candidate_probs([ScoreRequest(messages=(("user", "Rate it"),),
+                                                    candidates=("1", "2"))])
+    assert probs.exact and 0.0 < sum(probs.probs.values()) <= 1.0 + 1e-6
