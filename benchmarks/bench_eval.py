@@ -1,13 +1,18 @@
-"""Naive loop against the plugin's path on the embedded model, in one run; then a cached re-run.
+"""The plugin's path against its peers on the embedded model, in one run; then a cached re-run.
 
     python benchmarks/bench_eval.py                      # 2 core questions x 16 answers
-    python benchmarks/bench_eval.py --samples 64 --naive-samples 8
+    python benchmarks/bench_eval.py --samples 64 --naive-samples 8 --dtype auto
 
-Same questions, samples and seed for both paths. Prints answers/s, judgments/s, tokens/s and
-the ratios, then the seconds of a second run whose answers and judgments all come from the
-cache (the model is never loaded for it). Rates are per item, so the naive generation loop
-times an evenly spaced subset of the answers (`--naive-samples`) to keep the run short; the
-naive judge loop times every judgment of the run unless `--naive-judgments` says fewer.
+Peers, on the same questions, samples, seed, model weights and dtype: batched Hugging Face
+`generate` at the plugin's batch size (what a user writes by hand: left-padded batches,
+sampling), a naive batch-1 `generate` loop, and llama.cpp on the same GGUF file when
+`llama-cpp-python` is importable (not a dependency; see benchmarks/README.md). The header
+names the CPU kind, whether it has native bf16 and the dtype. Prints answers/s, judgments/s,
+tokens/s and the ratios, then the seconds of a second run whose answers and judgments all
+come from the cache (the model is never loaded for it). Rates are per item, so the naive
+generation loop times an evenly spaced subset of the answers (`--naive-samples`) to keep the
+run short; the naive judge loop times every judgment of the run unless `--naive-judgments`
+says fewer.
 Figures belong in docs/performance.md; see benchmarks/README.md.
 """
 
@@ -25,13 +30,14 @@ from pytest_emergent.judging.judge import Judge, JudgeTask
 from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
 from pytest_emergent.models.cache import CachedBackend, Store
 from pytest_emergent.plugin.options import DEFAULT_JUDGE, DEFAULT_MODEL
+from pytest_emergent.resources import find_set
 from pytest_emergent.run.evaluate import evaluate
 from pytest_emergent.run.plan import judge_tasks, plan_samples
 from pytest_emergent.run.records import EvalOptions
 from pytest_emergent.spec import Question, load_file, render_judge_prompt
 from pytest_emergent.stats import get_definition
 
-CORE = Path(__file__).resolve().parent.parent / "evals" / "core.yaml"
+CORE = find_set("core")
 
 
 class Timed:
@@ -109,6 +115,73 @@ def naive_generate(backend: Any, request: SampleRequest) -> int:
     return int(out.shape[1] - len(ids))
 
 
+def cpu_kind() -> str:
+    """The CPU's model name (from /proc/cpuinfo) and core count, for the header."""
+    import os
+
+    name = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def batched_generate(backend: Any, requests: Sequence[SampleRequest], rows: int) -> int:
+    """Hugging Face `generate` on left-padded batches of `rows` prompts (sorted by length,
+    as a careful user would), sampling at each request's temperature; returns the new tokens
+    up to each row's first stop token."""
+    import torch
+
+    prompts = sorted((backend.encode(backend.render_prompt(r.messages)), r) for r in requests)
+    stops, total = set(backend.stop_ids), 0
+    for start in range(0, len(prompts), rows):
+        chunk = prompts[start: start + rows]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.full((len(chunk), width), backend.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, (p, _r) in enumerate(chunk):
+            ids[row, width - len(p):] = torch.tensor(p)
+            mask[row, width - len(p):] = 1
+        torch.manual_seed(chunk[0][1].seed)
+        with torch.inference_mode():
+            out = backend.model.generate(
+                input_ids=ids, attention_mask=mask, do_sample=True,
+                temperature=chunk[0][1].temperature, top_k=0, top_p=1.0,
+                max_new_tokens=max(r.max_tokens for _, r in chunk),
+                pad_token_id=backend.pad_id, eos_token_id=sorted(stops))
+        for row in out[:, width:].tolist():
+            total += next((i for i, t in enumerate(row) if t in stops), len(row))
+    return total
+
+
+def llama_cpp_generate(requests: Sequence[SampleRequest]) -> tuple[int, float] | None:
+    """llama.cpp on the embedded GGUF file, one request at a time (its Python binding
+    decodes one sequence per call); (new tokens, seconds), or None when not installed."""
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return None
+    import llama_cpp
+
+    from pytest_emergent.models.registry import embedded_gguf
+
+    llm = llama_cpp.Llama(model_path=str(embedded_gguf()), n_ctx=1024,
+                          n_threads=os.cpu_count() or 1, verbose=False)
+    start, tokens = time.perf_counter(), 0
+    for r in requests:
+        reply = llm.create_chat_completion(
+            messages=[{"role": role, "content": text} for role, text in r.messages],
+            temperature=r.temperature, top_k=0, top_p=1.0, max_tokens=r.max_tokens,
+            seed=r.seed)
+        tokens += int(reply["usage"]["completion_tokens"])
+    return tokens, time.perf_counter() - start
+
+
 def time_judge(name: str, judge: Judge, tasks: list[JudgeTask],
                expect: dict[tuple[str, str], float | None], count: int, plugin_s: float) -> None:
     """Print the naive judge loop (one `Judge.score` call per judgment) against the plugin's
@@ -132,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=16, help="answers per question")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"],
+                        help="precision of the model (the peers use the same weights)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--naive-samples", type=int, default=8,
                         help="naive answers timed (evenly spaced over the run's answers)")
@@ -149,7 +224,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pytest_emergent.models.registry import resolve
 
     start = time.perf_counter()
-    backend: Any = resolve(DEFAULT_MODEL, batch_size=args.batch_size)
+    backend: Any = resolve(DEFAULT_MODEL, batch_size=args.batch_size, dtype=args.dtype)
+    from pytest_emergent.models.hf.placement import native_bf16
+
+    param = next(backend.model.parameters())
+    print(f"CPU: {cpu_kind()}; native bf16: {native_bf16(param.device)}; dtype "
+          f"{str(param.dtype).removeprefix('torch.')} on {param.device}", flush=True)
     specs = args.judge or [DEFAULT_JUDGE, DEFAULT_MODEL]
     bad = [s for s in specs if s not in (DEFAULT_MODEL, f"probe:{DEFAULT_MODEL}")]
     if bad:
@@ -205,11 +285,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         assert again[0].misses == again[1].misses == 0, (again[0].misses, again[1].misses)
         store.close()
 
-    # -- the naive loops on the same samples --------------------------------------------------
-    reqs = spread([
-        SampleRequest(r.messages, q.temperature, q.max_tokens, r.seed)
-        for q in questions for r in plan_samples(q, args.seed)
-    ], args.naive_samples)
+    # -- the peers on the same samples ----------------------------------------------------------
+    every = [SampleRequest(r.messages, q.temperature, q.max_tokens, r.seed)
+             for q in questions for r in plan_samples(q, args.seed)]
+    start = time.perf_counter()
+    hf_tokens = batched_generate(backend, every, args.batch_size)
+    hf_s = time.perf_counter() - start
+    llama = llama_cpp_generate(spread(every, args.naive_samples))
+    reqs = spread(every, args.naive_samples)
     start = time.perf_counter()
     naive_tokens = sum(naive_generate(backend, r) for r in reqs)
     naive_gen_s = time.perf_counter() - start
@@ -225,8 +308,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"generation  plugin {gen_rate:7.3f} answers/s  {tok_s:6.1f} tokens/s  "
           f"({100 * tok_s / peak:.0f}% of {peak:.0f} tokens/s, the linear layers alone at "
           f"batch {args.batch_size})")
-    print(f"generation  speed-up {gen_rate / naive_gen_rate:.2f}x answers/s, "
-          f"{tok_s / (naive_tokens / naive_gen_s):.2f}x tokens/s")
+    hf_rate = hf_tokens / hf_s
+    print(f"generation  batched HF generate {len(every) / hf_s:7.3f} answers/s  "
+          f"{hf_rate:6.1f} tokens/s  (batch {args.batch_size}, all {len(every)} answers)")
+    if llama is not None:
+        print(f"generation  llama.cpp {llama[0] / llama[1]:6.1f} tokens/s  "
+              f"({args.naive_samples} answers, one at a time, same GGUF)")
+    else:
+        print("generation  llama.cpp: not installed (pip install llama-cpp-python)")
+    naive_tok_s = naive_tokens / naive_gen_s
+    print(f"generation  plugin / batched HF {tok_s / hf_rate:.2f}x tokens/s; plugin / naive "
+          f"{gen_rate / naive_gen_rate:.2f}x answers/s, {tok_s / naive_tok_s:.2f}x tokens/s"
+          + ("" if llama is None else
+             f"; plugin / llama.cpp {tok_s / (llama[0] / llama[1]):.2f}x tokens/s"))
     print(f"plugin path total {plugin_s:.1f}s; fully cached re-run {1000 * cached_s:.0f} ms",
           flush=True)
 
