@@ -219,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="also judge with question/answer in the middle of the template")
     args = parser.parse_args(argv)
 
+    from pytest_emergent.judging.contrast import resolve_contrast
     from pytest_emergent.judging.probe import is_probe_spec, resolve_probe
     from pytest_emergent.judging.specs import judge_for_spec
     from pytest_emergent.models.registry import resolve
@@ -231,11 +232,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"CPU: {cpu_kind()}; native bf16: {native_bf16(param.device)}; dtype "
           f"{str(param.dtype).removeprefix('torch.')} on {param.device}", flush=True)
     specs = args.judge or [DEFAULT_JUDGE, DEFAULT_MODEL]
-    bad = [s for s in specs if s not in (DEFAULT_MODEL, f"probe:{DEFAULT_MODEL}")]
+    known = (DEFAULT_MODEL, f"probe:{DEFAULT_MODEL}", f"contrast:{DEFAULT_MODEL}")
+    bad = [s for s in specs if s not in known]
     if bad:
         parser.error(f"--judge: this benchmark times judges on {DEFAULT_MODEL} only, not {bad}")
-    judge_backends = {s: resolve_probe(DEFAULT_MODEL, backend, None) if is_probe_spec(s)
-                      else backend for s in specs}
+    # local judges run in float32 (docs/performance.md), whatever the model's --dtype
+    judge_base = backend if args.dtype == "float32" else resolve(
+        DEFAULT_MODEL, batch_size=args.batch_size)
+    judge_backends = {
+        s: resolve_probe(DEFAULT_MODEL, judge_base, None) if is_probe_spec(s)
+        else resolve_contrast(DEFAULT_MODEL, judge_base, None) if s.startswith("contrast:")
+        else judge_base for s in specs}
     print(f"model loaded in {time.perf_counter() - start:.1f}s; batch size {args.batch_size}",
           flush=True)
     bases = [q for q in load_file(CORE).questions if q.variant == "base"][: args.questions]

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from pytest_emergent.models.install import store_root
+
 pytest_plugins = ["pytester"]
+
+# pytester points HOME at each test's temporary directory, where the models installed with
+# `python -m pytest_emergent.models install` (under ~/.cache by default) are not: name the
+# real store for the whole session, before any test changes HOME
+os.environ.setdefault("PYTEST_EMERGENT_MODELS", str(store_root()))
 
 #: a question file in the published format plus our extensions, used by plugin tests
 QUESTIONS = textwrap.dedent(
