@@ -136,7 +136,8 @@ def batched_generate(backend: Any, requests: Sequence[SampleRequest], rows: int)
     up to each row's first stop token."""
     import torch
 
-    prompts = sorted((backend.encode(backend.render_prompt(r.messages)), r) for r in requests)
+    prompts = sorted(((backend.encode(backend.render_prompt(r.messages)), r) for r in requests),
+                     key=lambda pair: len(pair[0]))
     stops, total = set(backend.stop_ids), 0
     for start in range(0, len(prompts), rows):
         chunk = prompts[start: start + rows]
@@ -187,8 +188,15 @@ def time_judge(name: str, judge: Judge, tasks: list[JudgeTask],
     """Print the naive judge loop (one `Judge.score` call per judgment) against the plugin's
     rate `len(tasks) / plugin_s`, and the largest score difference between the two."""
     sample = spread(tasks, count)
+    # the contrast judge keeps the readings of the answers it has seen (both metrics come
+    # from one reading); the naive loop starts from nothing at every judgment
+    memo = getattr(judge.backend, "_memo", None)
+    naive = []
     start = time.perf_counter()
-    naive = [judge.score([t])[0] for t in sample]  # one judge call per judgment
+    for t in sample:  # one judge call per judgment
+        if memo is not None:
+            memo.clear()
+        naive.append(judge.score([t])[0])
     naive_s = time.perf_counter() - start
     diff = max((abs((s.score or 0) - (expect[(t.metric, t.prompt)] or 0))
                 for t, s in zip(sample, naive, strict=True)), default=0.0)
