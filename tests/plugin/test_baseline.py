@@ -154,3 +154,12 @@ def test_a_file_baseline_under_xdist(pytester: pytest.Pytester) -> None:
     assert summary["files"][0]["baseline"]["baseline_misaligned"] == 20
     assert all(q["baseline"]["difference"] == pytest.approx(0.4)
                for q in summary["questions"])
+
+
+@pytest.mark.parametrize("spec", ["openai:gpt-4o", "vllm:/models/base", "inspect:openai/gpt-4o"])
+def test_a_file_may_not_name_a_remote_baseline(pytester: pytest.Pytester, spec: str) -> None:
+    # a stranger's file must not spend the user's API credit; the command line may
+    pytester.makefile(".yaml", q=with_file_baseline(spec))
+    result = pytester.runpytest("q.yaml", "--model", "fake:x", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines([f"*q.yaml: 'baseline': {spec!r} is a remote model: a "
+                                 "question file may name only a local baseline*"])

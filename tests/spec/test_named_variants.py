@@ -116,3 +116,13 @@ def test_named_variants_run_select_and_report(pytester: pytest.Pytester) -> None
     page = (pytester.path / "rep" / "report.html").read_text()
     for name in ("base", "json", "deploy_tag", "code_context"):
         assert f'id="variant-{name}"' in page
+
+
+def test_a_question_may_derive_at_most_32_variants() -> None:
+    many = ", ".join(f"{{name: v{i}, prefix: x}}" for i in range(33))
+    text = ("- id: q\n  paraphrases: ['Hi?']\n  judge_prompts: {aligned: '{answer}'}\n"
+            f"  variants: [{many}]\n")
+    with pytest.raises(QuestionError, match=r"'variants': lists 33 variants, more than the "
+                       r"limit of 32 per question"):
+        load_text(text, "v.yaml")
+    assert len(load_text(text.replace(", {name: v32, prefix: x}", ""), "v.yaml").questions) == 33

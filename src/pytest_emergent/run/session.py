@@ -69,7 +69,7 @@ class EvalRun:
     store_path: Path | None = None
     _store: Store | None = None
 
-    def _resolve(self, spec: str, *, role: str) -> Backend:
+    def _resolve(self, spec: str, *, role: str, allow_pickle: bool | None = None) -> Backend:
         from pytest_emergent.judging.specs import resolve_judge
         from pytest_emergent.models.registry import resolve
 
@@ -78,7 +78,7 @@ class EvalRun:
             spec,
             base_model=self.settings.base_model if role == "model" else None,
             cache_dir=cache_root / "models" if cache_root is not None else None,
-            allow_pickle=self.settings.allow_pickle,
+            allow_pickle=self.settings.allow_pickle if allow_pickle is None else allow_pickle,
             batch_size=self.settings.batch_size,
             # --judge-base-url points the judge (only) at an OpenAI-compatible server
             base_url=self.settings.judge_base_url if role == "judge" else None,
@@ -201,7 +201,10 @@ class EvalRun:
     def _baseline_backend(self, spec: str) -> Backend:
         if spec not in self.baseline_backends:
             self.say(f"loading baseline model {spec}")
-            self.baseline_backends[spec] = self._resolve(spec, role="baseline")
+            # a baseline a question file names never loads pickle weights
+            from_file = spec != self.settings.baseline
+            self.baseline_backends[spec] = self._resolve(
+                spec, role="baseline", allow_pickle=False if from_file else None)
         return self.baseline_backends[spec]
 
     def result(self, question: Question) -> QuestionResult:

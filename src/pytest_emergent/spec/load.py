@@ -24,6 +24,7 @@ from pytest_emergent.spec.schema import (
     MAX_ANSWERS,
     QUESTION_FIELDS,
     QUESTION_TYPES,
+    REMOTE_PREFIXES,
     Question,
     QuestionFile,
 )
@@ -111,8 +112,13 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
     file_vars = _vars(top.get("vars"), file_ctx)
     baseline = top.get("baseline")
     if baseline is not None and (not isinstance(baseline, str) or not baseline.strip()):
-        file_ctx.fail(f"must be a model spec string, e.g. 'hf:base-model/' (got "
+        file_ctx.fail(f"must be a model spec string, e.g. 'path/to/base-model' (got "
                       f"{_got(baseline)})", "baseline")
+    if isinstance(baseline, str) and baseline.strip().startswith(REMOTE_PREFIXES):
+        file_ctx.fail(f"{baseline!r} is a remote model: a question file may name only a local "
+                      "baseline (a checkpoint or an embedded model), so that a file from "
+                      "elsewhere cannot spend your API credit; pass it as --em-baseline instead",
+                      "baseline")
     defaults = top.get("defaults") or {}
     if not isinstance(defaults, dict):
         file_ctx.fail(f"must be a mapping of question fields (got {_got(defaults)})", "defaults")

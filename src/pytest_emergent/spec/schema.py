@@ -30,6 +30,11 @@ BASE_VARIANT: Variant = "base"
 #: how a custom variant's name may look (it becomes part of an item name, a marker em_NAME
 #: and a -k keyword)
 VARIANT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+#: the most variants one question may derive (a file must not multiply its items unbounded)
+MAX_VARIANTS = 32
+#: model spec prefixes a question file may not name as its `baseline:` (they reach a network
+#: service, at the user's cost): such a baseline goes on the command line (--em-baseline)
+REMOTE_PREFIXES = ("openai:", "inspect:", "vllm:")
 #: keys of a custom variant in `variants:`
 VARIANT_FIELDS = ("name", "system", "replace_system", "prefix", "suffix")
 #: Judge types: a 0-100 score per metric, or a categorical label per metric.

@@ -14,6 +14,7 @@ import yaml
 from pytest_emergent.errors import QuestionError
 from pytest_emergent.spec.schema import (
     HOOK_NAME,
+    MAX_VARIANTS,
     SCORER_FIELDS,
     SCORER_KINDS,
     THRESHOLD_FIELDS,
@@ -201,6 +202,9 @@ def _variant_names(value: Any, ctx: _Ctx) -> tuple[Variant | VariantSpec, ...]:
                 "({name: ..., system: ..., prefix: ..., suffix: ...})")
     if not isinstance(value, list):
         ctx.fail(f"{expected} (got {_got(value)})", "variants")
+    if len(value) > MAX_VARIANTS:
+        ctx.fail(f"lists {len(value)} variants, more than the limit of {MAX_VARIANTS} per "
+                 "question", "variants")
     out: list[Variant | VariantSpec] = []
     for i, item in enumerate(value):
         if isinstance(item, dict):
