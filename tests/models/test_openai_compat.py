@@ -207,6 +207,17 @@ def test_from_spec_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
         from_spec("openai:local")
 
 
+def test_concurrency_is_sized_for_a_server_not_a_rate_limited_api(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTEST_EMERGENT_API_CONCURRENCY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert from_spec("openai:m", base_url="http://127.0.0.1:8000/v1").options.concurrency == 64
+    assert from_spec("openai:gpt-4o", base_url="https://api.openai.com/v1"
+                     ).options.concurrency == 8
+    monkeypatch.setenv("PYTEST_EMERGENT_API_CONCURRENCY", "16")
+    assert from_spec("openai:m", base_url="http://127.0.0.1:8000/v1").options.concurrency == 16
+
+
 def test_unreachable_server_errors_every_item(pytester: pytest.Pytester,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     # nothing listens on port 9 (discard); connection errors are retried, then error

@@ -53,6 +53,9 @@ __all__ = ["ApiOptions", "OpenAICompatBackend", "from_spec", "map_top_logprobs",
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 #: how many first-token alternatives a judge asks for (the OpenAI maximum)
 TOP_LOGPROBS = 20
+#: requests in flight by default against a self-hosted server (vLLM batches what arrives
+#: together); the OpenAI API keeps `ApiOptions.concurrency`, sized for its rate limits
+SERVER_CONCURRENCY = 64
 _T = TypeVar("_T")
 
 
@@ -365,6 +368,9 @@ def from_spec(
             f"model spec {spec!r}: the OpenAI API needs a key; set OPENAI_API_KEY (or point "
             "OPENAI_BASE_URL / --judge-base-url at a compatible server)"
         )
+    if (concurrency is None and not os.environ.get("PYTEST_EMERGENT_API_CONCURRENCY")
+            and urlsplit(url).hostname != "api.openai.com"):
+        concurrency = SERVER_CONCURRENCY
     options = ApiOptions.from_env(
         concurrency=concurrency, timeout=timeout, max_retries=max_retries, backoff=backoff
     )
