@@ -69,14 +69,13 @@ class JudgePromptSource:
     def __init__(self, question_file: Path, explicit: Path | None = None) -> None:
         self.question_file = question_file
         self.explicit = explicit
-        self._path: Path | None = None
         self._prompts: Mapping[str, str] | None = None
 
-    def prompts(self) -> tuple[Mapping[str, str], Path] | None:
+    def prompts(self) -> Mapping[str, str] | None:
+        """The judge prompts, or None when no judge-prompt file applies."""
         if self._prompts is None:
             path = self.explicit or find_judge_file(self.question_file)
             if path is None:
                 return None
-            self._path, self._prompts = path, read_judge_file(path)
-        assert self._path is not None
-        return self._prompts, self._path
+            self._prompts = read_judge_file(path)
+        return self._prompts

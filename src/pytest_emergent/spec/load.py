@@ -259,7 +259,7 @@ def _build(
     found = (judge_source.prompts() if judge_source is not None and not judge_prompts
              and not raw.get("scorers") else None)
     if found is not None:
-        judge_prompts = found[0]
+        judge_prompts = found
     scorers = _scorers(raw.get("scorers"), ctx, judge_prompts)
     if not judge_prompts and not scorers:
         ctx.fail(
