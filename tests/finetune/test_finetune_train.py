@@ -321,3 +321,41 @@ def test_result_runs_through_the_evaluation_api(
     results = run_questions(load_questions(questions), model)
     assert len(results["caps"].records) == 2
     assert all(0.0 <= r.scorer_values["caps"] <= 1.0 for r in results["caps"].records)
+
+
+def test_save_every_leaves_loadable_checkpoints_from_step_zero(base: Backend,
+                                                              tmp_path: Path) -> None:
+    """`save_every=2` over 5 steps saves checkpoint-0 (the untrained start), -2, -4 and the
+    last step; step 0's adapter is the base (LoRA's B is zero at init) and the last one's is
+    the final adapter, weight for weight."""
+    import torch
+
+    result = run(base, tmp_path, max_steps=5, save_every=2)
+    steps = [int(p.name.split("-")[1]) for p in result.checkpoints]
+    assert steps == [0, 2, 4, 5]
+    assert result.metadata["checkpoints"] == [0, 2, 4, 5]
+    assert result.metadata["config"]["save_every"] == 2
+    final, last, first = (tensors(p) for p in (result.path, result.checkpoints[-1],
+                                                result.checkpoints[0]))
+    assert final.keys() == last.keys()
+    assert all(torch.equal(final[k], last[k]) for k in final)
+    b_weights = [v for k, v in first.items() if "lora_B" in k]
+    assert b_weights and all(float(v.abs().max()) == 0.0 for v in b_weights)
+    meta = json.loads((result.checkpoints[1] / "checkpoint.json").read_text())
+    assert meta["step"] == 2 and meta["key"] == result.key
+    # each checkpoint loads through the registry, like `--model DIR/checkpoint-2`
+    loaded = load_result(type(result)(result.checkpoints[1], result.key, False,
+                                      result.metadata))
+    assert loaded.generate([SampleRequest(messages=(("user", "Repeat walk"),),
+                                          max_tokens=4, seed=0)])[0] is not None
+    loaded.close()
+
+
+def test_save_every_stays_out_of_keys_when_off(base: Backend, tmp_path: Path) -> None:
+    """Runs keyed before checkpoints existed keep their keys: 0 is not in the config."""
+    assert "save_every" not in make_config("em-lora").as_dict()
+    with pytest.raises(FinetuneConfigError, match="save_every"):
+        make_config("em-lora", save_every=-1)
+    a = run(base, tmp_path, max_steps=2)
+    b = run(base, tmp_path, max_steps=2, save_every=1)
+    assert a.key != b.key and not a.checkpoints

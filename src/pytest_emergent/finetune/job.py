@@ -18,7 +18,6 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,13 @@ from pytest_emergent.errors import EmergentError
 from pytest_emergent.finetune import cache
 from pytest_emergent.finetune.data import Dataset, encode_all, load_dataset, split_holdout
 from pytest_emergent.finetune.presets import FinetuneConfigError, TrainConfig, make_config
-from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
+from pytest_emergent.finetune.result import (
+    CHECKPOINT_PREFIX,
+    FineTuned,
+    FinetuneResult,
+    checkpoint_steps,
+)
+from pytest_emergent.models.base import Backend
 
 Progress = Callable[[str], None]
 #: called with the trainable model before training; may return a teardown run after training
@@ -36,76 +41,6 @@ DatasetLike = str | Path | Dataset | Sequence[Any]
 
 def _stderr(message: str) -> None:
     print(f"[finetune] {message}", file=sys.stderr, flush=True)
-
-
-@dataclass
-class FinetuneResult:
-    """A trained (or cached) result on disk, not loaded."""
-
-    path: Path
-    key: str
-    #: True when this call trained; False when the result came from the cache
-    trained: bool
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def is_adapter(self) -> bool:
-        return (self.path / "adapter_config.json").is_file()
-
-
-class FineTuned:
-    """A loaded fine-tuned model: a `Backend` (pass it as `model=`) plus its provenance.
-
-    `path` is the adapter directory (or checkpoint, for full fine-tuning), `key` its cache
-    key, `trained` whether this call trained it, `metadata` the recorded run (config, losses,
-    held-out loss, timings). Other attributes (`model`, `tokenizer`, ...) are the backend's.
-    """
-
-    def __init__(self, backend: Backend, result: FinetuneResult) -> None:
-        self.backend = backend
-        self.result = result
-        self.spec: str = backend.spec
-        self.fingerprint: str = backend.fingerprint
-        self.is_local: bool = backend.is_local
-
-    @property
-    def path(self) -> Path:
-        return self.result.path
-
-    @property
-    def key(self) -> str:
-        return self.result.key
-
-    @property
-    def trained(self) -> bool:
-        return self.result.trained
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.result.metadata
-
-    def reused(self) -> FineTuned:
-        """The same loaded model, marked as not trained by this call (an in-session hit)."""
-        again = FinetuneResult(self.result.path, self.result.key, False, self.result.metadata)
-        return FineTuned(self.backend, again)
-
-    def generate(self, requests: Sequence[SampleRequest]) -> list[str]:
-        return self.backend.generate(requests)
-
-    def candidate_probs(self, requests: Sequence[ScoreRequest]) -> list[CandidateProbs]:
-        return self.backend.candidate_probs(requests)
-
-    def close(self) -> None:
-        self.backend.close()
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("backend", "result"):  # not yet set: avoid recursion during init
-            raise AttributeError(name)
-        return getattr(self.backend, name)
-
-    def __repr__(self) -> str:
-        state = "trained now" if self.trained else "from cache"
-        return f"FineTuned({str(self.path)!r}, {state})"
 
 
 def base_spec_of(backend: Backend) -> str:
@@ -253,9 +188,16 @@ def _train_into(
             torch.manual_seed(config.seed)
             work = prepare_model(copy.deepcopy(model), config, adapter_dir)
             teardown = setup(work) if setup is not None else None
+
+            def checkpoint(step: int, model: Any = work) -> None:
+                save_result(model, tokenizer, tmp / f"{CHECKPOINT_PREFIX}{step}", config,
+                            base_spec_of(base))
+                cache.write_json(tmp / f"{CHECKPOINT_PREFIX}{step}" / "checkpoint.json",
+                                 {"step": step, "key": key})
+
             try:
                 stats = train(work, rows, config, pad_id=int(pad or 0), kl_rows=kl_rows,
-                              heldout=held_rows, progress=say)
+                              heldout=held_rows, progress=say, checkpoint=checkpoint)
             finally:
                 if teardown is not None:
                     teardown()
@@ -273,6 +215,7 @@ def _train_into(
                          "examples": len(kl_data)} if kl_data else None),
             "init_adapter": str(adapter_dir) if adapter_dir else None,
             "extra": dict(key_extra or {}),
+            "checkpoints": checkpoint_steps(tmp),
             "stats": {
                 "steps": stats.steps,
                 "seconds": round(stats.seconds, 3),

@@ -75,6 +75,9 @@ class TrainConfig:
     holdout: float = 0.0
     #: weight of the KL(fine-tuned || base) penalty, measured on the KL dataset's replies
     kl_weight: float = 0.0
+    #: save `checkpoint-STEP` inside the result every this many optimiser steps, plus
+    #: checkpoint-0 (the untrained start) and the last step, for checkpoint sweeps (0: none)
+    save_every: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists) for metadata and the cache key."""
@@ -82,6 +85,9 @@ class TrainConfig:
         for key, value in out.items():
             if isinstance(value, tuple):
                 out[key] = list(value)
+        if not out["save_every"]:
+            # absent when off, so runs keyed before checkpoints existed keep their keys
+            del out["save_every"]
         return out
 
     @property
@@ -224,7 +230,8 @@ def _validate(config: TrainConfig, preset: str) -> None:
             raise bad(name, "must be at least 1")
     if config.max_steps is not None and config.max_steps < 1:
         raise bad("max_steps", "must be at least 1 (or None)")
-    for name in ("warmup_steps", "weight_decay", "max_grad_norm", "kl_weight", "holdout"):
+    for name in ("warmup_steps", "weight_decay", "max_grad_norm", "kl_weight", "holdout",
+                 "save_every"):
         if getattr(config, name) < 0:
             raise bad(name, "must not be negative")
     if config.scheduler not in SCHEDULERS:

@@ -228,6 +228,7 @@ def train(
     kl_rows: list[Encoded] | None = None,
     heldout: list[Encoded] | None = None,
     progress: Progress | None = None,
+    checkpoint: Callable[[int], None] | None = None,
 ) -> TrainStats:
     """Train the prepared `model` on `rows` in place; returns what happened.
 
@@ -282,6 +283,9 @@ def train(
         say(f"held-out loss before training: {stats.heldout_loss_before:.4f} "
             f"({len(heldout)} examples)")
     every = 1 if total <= 30 else max(1, total // 20)
+    save = checkpoint if config.save_every > 0 else None
+    if save is not None:
+        save(0)
     model.train()
     start = time.perf_counter()
     step, epoch = 0, 0
@@ -326,6 +330,8 @@ def train(
                     + (f"  kl {kl_value:.4f}" if kl_value is not None else "")
                     + f"  lr {lr:.2e}  {per:.2f} s/step  eta {per * (total - step):.0f} s"
                 )
+            if save is not None and (step % config.save_every == 0 or step == total):
+                save(step)
         epoch += 1
     stats.steps = step
     stats.seconds = time.perf_counter() - start

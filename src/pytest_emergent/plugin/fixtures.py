@@ -19,6 +19,7 @@ import pytest
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.plugin.items import file_key, question_key, run_key
 from pytest_emergent.plugin.options import Settings, settings_key
+from pytest_emergent.plugin.sweep import model_key, sweep_key
 
 if TYPE_CHECKING:
     from pytest_emergent.judging.judge import Judge
@@ -102,6 +103,9 @@ def _explained() -> Iterator[None]:
 def em_result(request: pytest.FixtureRequest) -> QuestionResult:
     """The `QuestionResult` of the requesting question item (evaluated once per session)."""
     with _explained():
+        sweep = request.config.stash.get(sweep_key, None)
+        if sweep is not None:
+            return sweep.result(request.node.stash[model_key], request.node.stash[question_key])
         return request.config.stash[run_key].result(request.node.stash[question_key])
 
 
@@ -109,4 +113,7 @@ def em_result(request: pytest.FixtureRequest) -> QuestionResult:
 def em_file_result(request: pytest.FixtureRequest) -> FileResult:
     """The pooled `FileResult` of the requesting aggregate item."""
     with _explained():
+        sweep = request.config.stash.get(sweep_key, None)
+        if sweep is not None:
+            return sweep.file_result(request.node.stash[model_key], request.node.stash[file_key])
         return request.config.stash[run_key].file_result(request.node.stash[file_key])

@@ -70,8 +70,24 @@ def pytest_configure(config: pytest.Config) -> None:
             reporter.ensure_newline()
             reporter.write_line(f"[emergent] {message}")
 
-    run = EvalRun(settings.run, say=say)
-    run.store_path = _store_path(config, settings)
+    store = _store_path(config, settings)
+    from pytest_emergent.plugin.sweep import check_model_paths
+
+    check_model_paths(config)
+    if settings.sweep:
+        from pytest_emergent.plugin.sweep import check_sweep, sweep_key
+        from pytest_emergent.run.sweep_run import SweepRun
+
+        check_sweep(config, settings.models, exclusive=(("--em-compare", settings.compare_dir),
+                               ("--em-inspect-log-dir", settings.inspect_log_dir),
+                               ("--em-calibrate-judge", settings.calibrate_judge)))
+        sweep = SweepRun.create(settings.run, settings.models, say=say, store_path=store,
+                                monitor=settings.monitor, monitor_layer=settings.monitor_layer)
+        config.stash[sweep_key] = sweep
+        run = sweep.first  # em_model, em_judge and em_evaluate use the first model
+    else:
+        run = EvalRun(settings.run, say=say)
+        run.store_path = store
     config.stash[run_key] = run
     if config.pluginmanager.hasplugin("xdist"):
         # -n: workers evaluate their own items, the controller merges and reports
@@ -155,13 +171,28 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # after -k / -m deselection: the questions to evaluate together in one batch
-    run = config.stash[run_key]
-    run.selected = [item.stash[question_key] for item in items if question_key in item.stash]
+    from pytest_emergent.plugin.sweep import model_key, sweep_key
+
+    sweep = config.stash.get(sweep_key, None)
+    if sweep is None:
+        run = config.stash[run_key]
+        run.selected = [item.stash[question_key] for item in items
+                        if question_key in item.stash]
+        return
+    for label, each in sweep.runs.items():
+        each.selected = [item.stash[question_key] for item in items
+                         if question_key in item.stash and item.stash.get(model_key, "") == label]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from pytest_emergent.plugin.sweep import sweep_key, sweep_summary
     from pytest_emergent.report.text import summary_lines
 
+    sweep = terminalreporter.config.stash.get(sweep_key, None)
+    if sweep is not None:
+        terminalreporter.write_sep("=", "emergent misalignment summary")
+        sweep_summary(terminalreporter, sweep)
+        return
     run = terminalreporter.config.stash[run_key]
     lines = summary_lines(run)
     if lines:
@@ -194,6 +225,12 @@ def _compare(session: pytest.Session, run: Any, settings: Settings) -> Any:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    from pytest_emergent.plugin.sweep import sweep_key
+
+    sweep = session.config.stash.get(sweep_key, None)
+    if sweep is not None:
+        _finish_sweep(session, sweep)
+        return
     run = session.config.stash.get(run_key, None)
     if run is None:
         return
@@ -218,6 +255,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             raise failed
     finally:
         run.close()
+
+
+def _finish_sweep(session: pytest.Session, sweep: Any) -> None:
+    """A sweep's reports (each model's, then sweep.json/svg/html); the models close after."""
+    directory = session.config.stash[settings_key].report_dir
+    try:
+        if directory is not None and any(run.results for run in sweep.runs.values()):
+            from pytest_emergent.report.sweep import write_sweep
+
+            write_sweep(sweep, Path(directory))
+    finally:
+        sweep.close()
 
 
 def _retire_summary(directory: Path) -> None:

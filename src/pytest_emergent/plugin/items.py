@@ -19,6 +19,7 @@ import pytest
 from pytest_emergent.errors import QuestionError
 from pytest_emergent.judging.scorers import check_registered
 from pytest_emergent.plugin.options import settings_key
+from pytest_emergent.plugin.sweep import item_name, model_key
 from pytest_emergent.spec import VARIANTS, Question, QuestionFile
 from pytest_emergent.spec.judge_files import is_judge_file
 
@@ -159,6 +160,12 @@ class QuestionItem(pytest.Function):
         return self.path, None, f"{self.path.name}: {self.name}"
 
 
+def _labels(settings: Any) -> list[str | None]:
+    """The model label of each copy of a file's items: one per model in a sweep (or a
+    monitored run), else one unlabelled copy."""
+    return [entry.label for entry in settings.models] if settings.sweep else [None]
+
+
 class QuestionSetFile(pytest.File):
     """A YAML question set."""
 
@@ -188,10 +195,20 @@ class QuestionSetFile(pytest.File):
                     f"{self.path}: question {question.id!r}: 'id': {AGGREGATE_NAME!r} is "
                     "reserved for the file's aggregate item"
                 )
+        # a sweep collects every question once per model, model by model
+        for label in _labels(settings):
+            yield from self._items(qfile, label)
+
+    def _items(self, qfile: QuestionFile, label: str | None) -> Iterator[pytest.Item]:
+        sweep = label is not None and len(self.config.stash[settings_key].models) > 1
+        for question in qfile.questions:
             item = QuestionItem.from_parent(
-                self, name=question.item_name, callobj=_run_question
+                self, name=item_name(question.item_name, label if sweep else None),
+                callobj=_run_question
             )
             item.stash[question_key] = question
+            if label is not None:
+                item.stash[model_key] = label
             item.add_marker(pytest.mark.em)
             if question.variant not in VARIANTS:  # a named variant the file defines
                 self.config.addinivalue_line(
@@ -204,8 +221,12 @@ class QuestionSetFile(pytest.File):
                 item.add_marker(getattr(pytest.mark, tag))
             item.keywords[question.variant] = True
             yield item
-        agg = QuestionItem.from_parent(self, name=AGGREGATE_NAME, callobj=_run_aggregate)
+        agg = QuestionItem.from_parent(
+            self, name=item_name(AGGREGATE_NAME, label if sweep else None),
+            callobj=_run_aggregate)
         agg.stash[file_key] = qfile
+        if label is not None:
+            agg.stash[model_key] = label
         agg.add_marker(pytest.mark.em)
         agg.add_marker(pytest.mark.em_aggregate)
         yield agg

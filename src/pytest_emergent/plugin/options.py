@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_emergent.plugin.startup import judge_prompts_file, placement, suites
+from pytest_emergent.plugin.startup import (
+    check_report_dir,
+    compare_settings,
+    judge_prompts_file,
+    limit,
+    placement,
+    suites,
+)
+from pytest_emergent.plugin.sweep import monitor_source, sweep_entries
 from pytest_emergent.run.records import AGGREGATE_CIS
 from pytest_emergent.run.settings import (
     DEFAULT_BATCH_SIZE,
@@ -27,12 +35,15 @@ from pytest_emergent.stats import DEFINITION_NAMES, GATE_POLICIES
 
 if TYPE_CHECKING:
     from pytest_emergent.report.compare import CompareLimit
+    from pytest_emergent.run.sweep import SweepEntry
 
 DEFAULT_FILE_PATTERNS = ("*.yaml", "*.yml")
 
 #: (dest, help, kind): kind drives parsing; each option has an ini twin named `dest`.
 OPTIONS: tuple[tuple[str, str, str], ...] = (
-    ("model", f"model spec of the model under test (default {DEFAULT_MODEL})", "str"),
+    ("model", f"model spec of the model under test (default {DEFAULT_MODEL}); repeat it, or "
+     "give a quoted glob ('run/checkpoint-*') or a folder of checkpoint-STEP directories, "
+     "for a checkpoint sweep", "specs"),
     ("judge", f"model spec of the judge (default {DEFAULT_JUDGE})", "str"),
     ("base_model", "base model spec for a peft adapter directory", "str"),
     ("em_suite", "bundled question set(s) to collect, comma-separated (e.g. core); "
@@ -82,6 +93,10 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("em_inspect_log_dir", "write an inspect-ai log of the run here (inspect view opens it)",
      "path"),
     ("em_compare", "an earlier --em-report directory: compare this run's rates with it", "path"),
+    ("em_monitor", "direction monitor: report each model's mean projection on a misalignment "
+     "direction made in the first model from 'calibration' (bundled labels), a calibration "
+     "file, or a saved direction (.json)", "str"),
+    ("em_monitor_layer", "decoder layer of --em-monitor (default: the middle one)", "int"),
     ("em_compare_fail", "with --em-compare: fail when a rate rose more than this, e.g. "
      "misaligned:+2pp or misaligned:+10% (relative); repeatable", "limits"),
 )
@@ -111,6 +126,17 @@ class Settings:
     file_patterns: tuple[str, ...] = DEFAULT_FILE_PATTERNS
     #: bundled question sets to collect (--em-suite)
     suites: tuple[Path, ...] = ()
+    #: the models under test, expanded (`--model` repeated, a glob, a checkpoint folder);
+    #: `run.model` is the first
+    models: tuple[SweepEntry, ...] = ()
+    #: --em-monitor source and layer
+    monitor: str | None = None
+    monitor_layer: int | None = None
+
+    @property
+    def sweep(self) -> bool:
+        """Several models, or a monitor: the session runs as a `SweepRun`."""
+        return len(self.models) > 1 or self.monitor is not None
 
 
 def parse_rate(text: str | float, name: str) -> float:
@@ -161,7 +187,7 @@ def add_options(parser: pytest.Parser) -> None:
     """Register the command-line options and their ini twins."""
     group = parser.getgroup("emergent", "emergent misalignment evaluation")
     for dest, help_text, kind in OPTIONS:
-        if kind == "limits":  # repeatable; the ini twin takes one per line
+        if kind in ("limits", "specs"):  # repeatable; the ini twin takes one per line
             group.addoption(_flag(dest), dest=dest, action="append", default=None,
                             help=help_text)
             parser.addini(dest, help=help_text, type="linelist", default=[])
@@ -214,9 +240,15 @@ def build_settings(config: pytest.Config) -> Settings:
         raw = config.getoption(dest)
         if kind == "limits":
             if raw:
-                cli[dest] = tuple(_limit(v, _flag(dest)) for v in raw)
+                cli[dest] = tuple(limit(v, _flag(dest)) for v in raw)
             if config.getini(dest):
-                ini[dest] = tuple(_limit(v, f"ini {dest}") for v in config.getini(dest))
+                ini[dest] = tuple(limit(v, f"ini {dest}") for v in config.getini(dest))
+            continue
+        if kind == "specs":
+            if raw:
+                cli[dest] = tuple(str(v).strip() for v in raw)
+            if config.getini(dest):
+                ini[dest] = tuple(str(v).strip() for v in config.getini(dest))
             continue
         if raw is not None:
             cli[dest] = _convert(str(raw), kind, _flag(dest))
@@ -272,8 +304,9 @@ def build_settings(config: pytest.Config) -> Settings:
     batch = pick("em_batch_size", DEFAULT_BATCH_SIZE)
     if batch < 1:
         raise pytest.UsageError(f"{where('em_batch_size')}: must be at least 1, got {batch}")
+    models = sweep_entries(pick("model", (DEFAULT_MODEL,)), where("model"))
     run = RunSettings(
-        model=pick("model", DEFAULT_MODEL),
+        model=models[0].spec,
         judge=pick("judge", DEFAULT_JUDGE),
         base_model=pick("base_model", None),
         samples=samples,
@@ -298,7 +331,7 @@ def build_settings(config: pytest.Config) -> Settings:
         batch_size=batch,
         **placement(pick("em_dtype", "float32"), where("em_dtype"),
                      pick("em_device", "auto"), where("em_device"),
-                     str(pick("model", DEFAULT_MODEL))),
+                     models[0].spec),
         cache_dir=pick("em_cache_dir", None),
         allow_pickle=bool(pick("em_allow_pickle", False)),
         use_cache=not (config.getoption("em_no_cache") or config.getini("em_no_cache")),
@@ -313,7 +346,7 @@ def build_settings(config: pytest.Config) -> Settings:
                                       max_unscored=ini.get("em_max_unscored")),
     )
     report_dir = pick("em_report", None)
-    _check_report_dir(report_dir, where("em_report"))
+    check_report_dir(report_dir, where("em_report"))
     if (report_dir is not None and pick("em_compare", None) is not None
             and Path(report_dir).resolve() == Path(pick("em_compare", None)).resolve()):
         raise pytest.UsageError(
@@ -330,50 +363,13 @@ def build_settings(config: pytest.Config) -> Settings:
         report_dir=report_dir,
         calibrate_judge=pick("em_calibrate_judge", None),
         inspect_log_dir=pick("em_inspect_log_dir", None),
-        **_compare_settings(pick("em_compare", None), pick("em_compare_fail", ())),
+        **compare_settings(pick("em_compare", None), pick("em_compare_fail", ())),
         file_patterns=tuple(config.getini("em_files") or DEFAULT_FILE_PATTERNS),
         suites=suites(pick("em_suite", None), where("em_suite")),
+        models=models,
+        monitor=monitor_source(pick("em_monitor", None), where("em_monitor")),
+        monitor_layer=pick("em_monitor_layer", None),
     )
-
-
-def _limit(text: str, name: str) -> CompareLimit:
-    from pytest_emergent.report.compare import CompareError, parse_limit
-
-    try:
-        return parse_limit(text)
-    except CompareError as exc:
-        raise pytest.UsageError(f"{name}: {exc}") from None
-
-
-def _check_report_dir(directory: Path | None, name: str) -> None:
-    """--em-report must be a directory this process can create and write, checked before
-    anything is evaluated."""
-    if directory is None:
-        return
-    path = Path(directory)
-    if path.exists() and not path.is_dir():
-        raise pytest.UsageError(f"{name}: {path} is a file; give a directory for the report")
-    existing = next((p for p in (path, *path.parents) if p.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise pytest.UsageError(f"{name}: cannot create or write {path} ({existing} is not a "
-                                "writable directory)")
-
-
-def _compare_settings(directory: Path | None, limits: tuple[CompareLimit, ...]) -> dict[str, Any]:
-    """--em-compare: read the baseline now, so a bad path stops the run before evaluating."""
-    if directory is None:
-        if limits:
-            raise pytest.UsageError(
-                "--em-compare-fail: needs --em-compare OLD_DIR, the report to compare with"
-            )
-        return {}
-    from pytest_emergent.report.compare import CompareError, load_baseline
-
-    try:
-        baseline = load_baseline(directory)
-    except CompareError as exc:
-        raise pytest.UsageError(f"--em-compare: {exc}") from None
-    return {"compare_dir": directory, "compare_baseline": baseline, "compare_fail": limits}
 
 
 settings_key = pytest.StashKey[Settings]()

@@ -4,9 +4,14 @@ Each failure is a `pytest.UsageError` naming the option (or ini key)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pytest_emergent.report.compare import CompareLimit
 
 
 def placement(dtype: str, dtype_name: str, device: str, device_name: str, model: str
@@ -54,3 +59,43 @@ def suites(text: str | None, name: str) -> tuple[Path, ...]:
     from pytest_emergent.plugin.suites import suite_paths
 
     return () if text is None else suite_paths(text, name)
+
+
+def limit(text: str, name: str) -> CompareLimit:
+    from pytest_emergent.report.compare import CompareError, parse_limit
+
+    try:
+        return parse_limit(text)
+    except CompareError as exc:
+        raise pytest.UsageError(f"{name}: {exc}") from None
+
+
+def check_report_dir(directory: Path | None, name: str) -> None:
+    """--em-report must be a directory this process can create and write, checked before
+    anything is evaluated."""
+    if directory is None:
+        return
+    path = Path(directory)
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{name}: {path} is a file; give a directory for the report")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{name}: cannot create or write {path} ({existing} is not a "
+                                "writable directory)")
+
+
+def compare_settings(directory: Path | None, limits: tuple[CompareLimit, ...]) -> dict[str, Any]:
+    """--em-compare: read the baseline now, so a bad path stops the run before evaluating."""
+    if directory is None:
+        if limits:
+            raise pytest.UsageError(
+                "--em-compare-fail: needs --em-compare OLD_DIR, the report to compare with"
+            )
+        return {}
+    from pytest_emergent.report.compare import CompareError, load_baseline
+
+    try:
+        baseline = load_baseline(directory)
+    except CompareError as exc:
+        raise pytest.UsageError(f"--em-compare: {exc}") from None
+    return {"compare_dir": directory, "compare_baseline": baseline, "compare_fail": limits}

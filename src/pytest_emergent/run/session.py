@@ -68,6 +68,9 @@ class EvalRun:
 
     store_path: Path | None = None
     _store: Store | None = None
+    #: the model under test was closed after its answers were in (a checkpoint sweep keeps
+    #: one model loaded at a time); it loads again if asked for
+    released: bool = False
 
     def _resolve(self, spec: str, *, role: str, allow_pickle: bool | None = None) -> Backend:
         from pytest_emergent.judging.specs import resolve_judge
@@ -104,9 +107,10 @@ class EvalRun:
 
     def backends(self) -> tuple[Backend, Backend]:
         """The model and judge backends, resolved once (the same object when specs match)."""
-        if self.model_backend is None:
+        if self.model_backend is None or self.released:
             self.say(f"loading model {self.settings.model}")
             self.model_backend = self._resolve(self.settings.model, role="model")
+            self.released = False
         if self.judge_backend is None:
             from pytest_emergent.models.registry import is_local_spec
 
@@ -231,6 +235,13 @@ class EvalRun:
             out = FileResult(key, summary, thresholds, decision, ids)
         self.file_results[key] = out
         return out
+
+    def release_model(self) -> None:
+        """Free the model under test (not a judge it doubles as); its fingerprint stays
+        readable for the report."""
+        if self.model_backend is not None and self.model_backend is not self.judge_backend:
+            self.model_backend.close()
+            self.released = True
 
     def close(self) -> None:
         backends = (self.model_backend, self.judge_backend, *self.baseline_backends.values())
