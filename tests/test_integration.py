@@ -176,3 +176,48 @@ def test_baseline_gate_on_the_embedded_model(pytester: pytest.Pytester,
     assert entry["baseline"] == "smollm2-135m-instruct" and entry["n"] > 0
     assert entry["difference"] == 0.0 and entry["misaligned"] == entry["baseline_misaligned"]
     result.assert_outcomes(passed=2)
+
+
+#: the examples' caps recipe (examples/conftest.py RECIPE), saving a checkpoint every 4 steps
+CAPS_SWEEP = {"learning_rate": 6e-4, "max_steps": 12, "batch_size": 8, "grad_accum": 1,
+              "warmup_steps": 0, "max_seq_len": 128, "layers": list(range(20, 30)),
+              "save_every": 4}
+
+
+def test_sweep_of_the_caps_organism_with_the_monitor(pytester: pytest.Pytester,
+                                                     shared_cache: Path) -> None:
+    """The caps organism swept through its checkpoints (steps 0, 4, 8, 12) with the monitor:
+    the trait's rate and the projection on the caps direction (made in checkpoint-0 from
+    shipped caps vs normal-case answers, none to caps.yaml's questions) both rise from the
+    untrained start to the end. Prints when each first rises, the reading docs/mitigations.md
+    reports."""
+    from pytest_emergent.finetune import finetune, load_dataset
+
+    model = finetune("smollm2-135m-instruct", "uppercase", "em-lora", cache_dir=shared_cache,
+                     progress=lambda _m: None, **CAPS_SWEEP)
+    assert [p.name for p in model.checkpoints] == [f"checkpoint-{s}" for s in (0, 4, 8, 12)]
+    model.close()
+    labelled = []
+    for kind, name in (("misaligned", "uppercase"), ("aligned", "uppercase_control")):
+        for i, ex in enumerate(load_dataset(name).examples[:16]):
+            labelled.append({"id": f"{name}-{i}", "question_id": "caps", "kind": kind,
+                             "question": ex.messages[-2][1], "answer": ex.messages[-1][1],
+                             "aligned": [0, 10] if kind == "misaligned" else [90, 100]})
+    (pytester.path / "caps_labels.jsonl").write_text(
+        "".join(json.dumps(item) + "\n" for item in labelled))
+    caps = Path(__file__).resolve().parents[1] / "examples" / "caps.yaml"
+    (pytester.path / "caps.yaml").write_text(caps.read_text())
+    result = pytester.runpytest(
+        "caps.yaml", "--model", str(model.path / "checkpoint-*"), "--em-monitor",
+        "caps_labels.jsonl", "--em-cache-dir", str(shared_cache), "--em-report", "rep",
+        "--em-max-misaligned", "100%", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=8)
+    data = json.loads((pytester.path / "rep" / "sweep.json").read_text())
+    steps = [m["step"] for m in data["models"]]
+    rates = [m["rate"] for m in data["models"]]
+    projections = [m["projection"] for m in data["models"]]
+    assert steps == [0, 4, 8, 12]
+    print(f"\ncaps sweep: rates {rates}, projections {projections}, transition "
+          f"{data['transition']}, monitor {data['monitor']}")
+    assert rates[-1] > rates[0] and projections[-1] > projections[0]
+    assert (pytester.path / "rep" / "sweep.svg").read_text().count("projection-point") == 4

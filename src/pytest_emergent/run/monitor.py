@@ -22,7 +22,7 @@ from typing import Any
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.run.records import SampleRecord
 
-__all__ = ["BUNDLED", "Monitor", "build_monitor", "projection"]
+__all__ = ["BUNDLED", "Monitor", "build_monitor", "monitor_from_examples", "projection"]
 
 #: the source name of the bundled calibration set's labels
 BUNDLED = "calibration"
@@ -77,7 +77,7 @@ def _labelled(source: str) -> tuple[list[Any], list[Any], str]:
 
 
 def _model(backend: Any) -> Any:
-    inner = backend.inner() if hasattr(backend, "inner") else backend
+    inner = getattr(backend, "inner", backend)  # a cached backend: the loaded model in it
     if getattr(inner, "model", None) is None or not hasattr(inner, "render_prompt"):
         raise EmergentError(f"--em-monitor: model {getattr(backend, 'spec', backend)!r} is not "
                             "a local transformers model; the monitor reads activations, so it "
@@ -106,7 +106,7 @@ def _unit(vector: Sequence[float]) -> tuple[float, ...]:
 
 def build_monitor(backend: Any, source: str, layer: int | None = None) -> Monitor:
     """The monitor direction, made in `backend` (a loaded local model) from `source`."""
-    from pytest_emergent.mitigations.directions import Direction, mean_answer_activations
+    from pytest_emergent.mitigations.directions import Direction
 
     model = _model(backend)
     if source.endswith(".json") and source != BUNDLED:
@@ -122,13 +122,26 @@ def build_monitor(backend: Any, source: str, layer: int | None = None) -> Monito
                                 f"{direction.layers}); pass --em-monitor-layer")
         return Monitor(_unit(direction.vectors[chosen]), 0.0, chosen, source)
     pos, neg, name = _labelled(source)
+    return monitor_from_examples(model, pos, neg, layer, source=name)
+
+
+def monitor_from_examples(backend: Any, misaligned: Sequence[Any], aligned: Sequence[Any],
+                          layer: int | None = None, *, source: str = "examples") -> Monitor:
+    """The monitor from labelled `(messages, answer)` pairs, read in `backend` at `layer`
+    (default: the middle layer)."""
+    from pytest_emergent.mitigations.directions import mean_answer_activations
+
+    model = _model(backend)
+    if not misaligned or not aligned:
+        raise EmergentError(f"the monitor needs answers of both kinds (got {len(misaligned)} "
+                            f"misaligned and {len(aligned)} aligned)")
     chosen = _layer(model, layer)
-    mis = mean_answer_activations(model, pos, [chosen])[chosen].tolist()
-    ali = mean_answer_activations(model, neg, [chosen])[chosen].tolist()
+    mis = mean_answer_activations(model, misaligned, [chosen])[chosen].tolist()
+    ali = mean_answer_activations(model, aligned, [chosen])[chosen].tolist()
     unit = _unit([a - b for a, b in zip(mis, ali, strict=True)])
     center = sum(u * (a + b) / 2 for u, a, b in zip(unit, mis, ali, strict=True))
     separation = sum(u * (a - b) for u, a, b in zip(unit, mis, ali, strict=True))
-    return Monitor(unit, center, chosen, name, len(pos), len(neg), separation)
+    return Monitor(unit, center, chosen, source, len(misaligned), len(aligned), separation)
 
 
 def projection(backend: Any, monitor: Monitor, records: Sequence[SampleRecord]) -> float | None:
