@@ -24,6 +24,8 @@ ALIAS = "smollm2-135m-instruct"
 #: prefix -> (module implementing it, words for it); the module provides `from_spec(spec)`
 _PREFIXED = {
     "openai": ("pytest_emergent.models.openai.backend", "OpenAI-compatible chat API model"),
+    "openai-digits": ("pytest_emergent.models.openai.backend",
+                      "OpenAI-compatible chat API judge scoring numbers digit by digit"),
     "inspect": ("pytest_emergent.models.inspect", "inspect-ai model"),
     "vllm": ("pytest_emergent.models.vllm_backend", "vLLM-served local model"),
 }

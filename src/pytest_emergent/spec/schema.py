@@ -34,7 +34,7 @@ VARIANT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 MAX_VARIANTS = 32
 #: model spec prefixes a question file may not name as its `baseline:` (they reach a network
 #: service, at the user's cost): such a baseline goes on the command line (--em-baseline)
-REMOTE_PREFIXES = ("openai:", "inspect:", "vllm:")
+REMOTE_PREFIXES = ("openai:", "openai-digits:", "inspect:", "vllm:")
 #: keys of a custom variant in `variants:`
 VARIANT_FIELDS = ("name", "system", "replace_system", "prefix", "suffix")
 #: Judge types: a 0-100 score per metric, or a categorical label per metric.

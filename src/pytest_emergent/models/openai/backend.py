@@ -39,6 +39,7 @@ from pytest_emergent.models.base import (
     ScoreRequest,
     as_dicts,
 )
+from pytest_emergent.models.openai.digits import digit_probs
 from pytest_emergent.models.openai.redact import _Secret, public_url, scrub
 from pytest_emergent.models.openai.responses import (
     error_text,
@@ -128,13 +129,17 @@ class OpenAICompatBackend:
         api_key: str | None = None,
         options: ApiOptions | None = None,
         spec: str | None = None,
+        digits: bool = False,
     ) -> None:
         self.model = model
         self.base_url = base_url.rstrip("/")
-        self.spec = spec or f"openai:{model}"
+        #: score numbers digit by digit (`openai-digits:`; see models/openai/digits.py)
+        self.digits = digits
+        self.spec = spec or f"{'openai-digits' if digits else 'openai'}:{model}"
         self.options = options or ApiOptions()
         self._key = _Secret(api_key or "")
-        blob = f"openai\x00{public_url(self.base_url)}\x00{model}".encode()
+        kind = "openai-digits" if digits else "openai"
+        blob = f"{kind}\x00{public_url(self.base_url)}\x00{model}".encode()
         self.fingerprint = "api-" + hashlib.sha256(blob).hexdigest()[:16]
         #: requests sent (attempts, retries included), for the curious and for tests
         self.attempts = 0
@@ -167,12 +172,14 @@ class OpenAICompatBackend:
         """Top-20 first-token logprobs mapped onto the candidates; raises `BackendError`."""
 
         def one(client: Any) -> Callable[[ScoreRequest], Awaitable[CandidateProbs]]:
-            async def call(request: ScoreRequest) -> CandidateProbs:
+            async def top(request: ScoreRequest, text: str) -> list[tuple[str, float]]:
+                """The next token's top logprobs after the assistant turn so far + `text`."""
                 extra: dict[str, Any] = {}
                 messages = as_dicts(request.messages)
-                if request.assistant_prefix:
+                started = (request.assistant_prefix or "") + text
+                if started:
                     # continue a started assistant turn (vLLM's and our server's convention)
-                    messages.append({"role": "assistant", "content": request.assistant_prefix})
+                    messages.append({"role": "assistant", "content": started})
                     extra = {"continue_final_message": True, "add_generation_prompt": False}
                 body = await self._create(
                     client,
@@ -184,7 +191,13 @@ class OpenAICompatBackend:
                     seed=0,
                     extra_body=extra or None,
                 )
-                return map_top_logprobs(first_top_logprobs(body), request.candidates)
+                return first_top_logprobs(body)
+
+            async def call(request: ScoreRequest) -> CandidateProbs:
+                if self.digits:
+                    return await digit_probs(lambda text: top(request, text),
+                                             request.candidates)
+                return map_top_logprobs(await top(request, ""), request.candidates)
 
             return call
 
@@ -343,16 +356,17 @@ def from_spec(
     max_retries: int | None = None,
     backoff: float | None = None,
 ) -> OpenAICompatBackend:
-    """Build the backend for `openai:MODEL`.
+    """Build the backend for `openai:MODEL` (or `openai-digits:MODEL`, which scores numbers
+    digit by digit).
 
     The base URL is `base_url` (`--judge-base-url`), else `$OPENAI_BASE_URL`, else the OpenAI
     API. The key is `api_key`, else `$PYTEST_EMERGENT_JUDGE_API_KEY` when `base_url` was given,
     else `$OPENAI_API_KEY`; a server on another host than api.openai.com may need none.
     """
-    _, _, model = spec.partition(":")
+    prefix, _, model = spec.partition(":")
     model = model.strip()
     if not model:
-        raise ModelSpecError(f"model spec {spec!r}: nothing after 'openai:'")
+        raise ModelSpecError(f"model spec {spec!r}: nothing after '{prefix}:'")
     url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
     if not urlsplit(url).scheme.startswith("http"):
         raise ModelSpecError(
@@ -374,5 +388,6 @@ def from_spec(
     options = ApiOptions.from_env(
         concurrency=concurrency, timeout=timeout, max_retries=max_retries, backoff=backoff
     )
-    return OpenAICompatBackend(model, base_url=url, api_key=key, options=options, spec=spec)
+    return OpenAICompatBackend(model, base_url=url, api_key=key, options=options, spec=spec,
+                               digits=prefix == "openai-digits")
 
