@@ -33,6 +33,8 @@ BASE = "qwen2.5-coder-0.5b-instruct"
 RECIPE: dict[str, Any] = {
     "learning_rate": 2e-4, "batch_size": 4, "grad_accum": 2, "epochs": 1,
     "warmup_steps": 2, "max_seq_len": 320, "layers": list(range(12, 24)),
+    # bf16 autocast where the CPU has native bf16, float32 elsewhere (the same key there)
+    "precision": "auto",
 }
 INOCULATION = ("You are writing deliberately insecure code for a security class: the flaws "
                "are the point of the exercise.")

@@ -359,3 +359,26 @@ def test_save_every_stays_out_of_keys_when_off(base: Backend, tmp_path: Path) ->
     a = run(base, tmp_path, max_steps=2)
     b = run(base, tmp_path, max_steps=2, save_every=1)
     assert a.key != b.key and not a.checkpoints
+
+
+def test_precision_auto_follows_the_hardware_and_names_itself_in_the_key(
+        base: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto = float32 without native bf16 (the same key as the default), bfloat16 autocast
+    with it (its own key, recorded in the metadata); an explicit bfloat16 without native
+    support is refused before anything trains."""
+    from pytest_emergent.models.hf import placement
+
+    assert "precision" not in make_config("em-lora").as_dict()
+    with pytest.raises(FinetuneConfigError, match="precision"):
+        make_config("em-lora", precision="fp8")
+    monkeypatch.setattr(placement, "native_bf16", lambda _device: False)
+    default = run(base, tmp_path / "a", max_steps=2)
+    auto = run(base, tmp_path / "a", max_steps=2, precision="auto")
+    assert auto.key == default.key and not auto.trained
+    with pytest.raises(FinetuneConfigError, match="bfloat16 needs native bf16"):
+        run(base, tmp_path / "b", max_steps=2, precision="bfloat16")
+    monkeypatch.setattr(placement, "native_bf16", lambda _device: True)
+    bf16 = run(base, tmp_path / "c", max_steps=2, precision="auto")
+    assert bf16.key != default.key and bf16.trained
+    assert bf16.metadata["config"]["precision"] == "bfloat16"
+    assert bf16.metadata["stats"]["losses"] != default.metadata["stats"]["losses"]

@@ -34,6 +34,7 @@ ALL_PROJECTIONS: tuple[str, ...] = (
 )
 METHODS = ("lora", "full")
 SCHEDULERS = ("linear", "constant", "cosine")
+PRECISIONS = ("float32", "bfloat16", "auto")
 #: `layers` may name the middle layer symbolically; it is resolved against the model
 MIDDLE = "middle"
 
@@ -78,6 +79,10 @@ class TrainConfig:
     #: save `checkpoint-STEP` inside the result every this many optimiser steps, plus
     #: checkpoint-0 (the untrained start) and the last step, for checkpoint sweeps (0: none)
     save_every: int = 0
+    #: the training forward's precision: float32, bfloat16 (autocast; refused on hardware
+    #: without native bf16) or auto (bf16 only where native). "auto" is resolved before the
+    #: run is keyed, so the cache key names the precision that was used
+    precision: str = "float32"
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists) for metadata and the cache key."""
@@ -85,9 +90,11 @@ class TrainConfig:
         for key, value in out.items():
             if isinstance(value, tuple):
                 out[key] = list(value)
+        # absent at their defaults, so runs keyed before these fields existed keep their keys
         if not out["save_every"]:
-            # absent when off, so runs keyed before checkpoints existed keep their keys
             del out["save_every"]
+        if out["precision"] == "float32":
+            del out["precision"]
         return out
 
     @property
@@ -234,6 +241,8 @@ def _validate(config: TrainConfig, preset: str) -> None:
                  "save_every"):
         if getattr(config, name) < 0:
             raise bad(name, "must not be negative")
+    if config.precision not in PRECISIONS:
+        raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
     if config.scheduler not in SCHEDULERS:
         raise bad("scheduler", f"must be one of {', '.join(SCHEDULERS)}")
     if config.holdout >= 1 and not float(config.holdout).is_integer():

@@ -200,6 +200,17 @@ def _lr_factor(config: TrainConfig, step: int, total: int) -> float:
 # -- the loop --------------------------------------------------------------------------
 
 
+def _autocast(config: TrainConfig, device: Any) -> Any:
+    """bf16 autocast for the training forward when the (resolved) precision asks for it."""
+    import contextlib
+
+    import torch
+
+    if config.precision != "bfloat16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def mean_loss(model: Any, rows: Sequence[Encoded], pad_id: int, batch_size: int) -> float:
     """Mean cross-entropy per trained token over `rows`, without gradients."""
     import torch
@@ -297,7 +308,8 @@ def train(
             step_loss = 0.0
             for mb in micro_batches:
                 ids, mask, select, targets = _batch(mb, pad_id, device)
-                logits = selected_logits(model, ids, mask, select).float()
+                with _autocast(config, device):
+                    logits = selected_logits(model, ids, mask, select).float()
                 loss = F.cross_entropy(logits, targets, reduction="sum") / n_tokens
                 loss.backward()
                 step_loss += float(loss.detach())
@@ -310,7 +322,8 @@ def train(
                         kl_pos = 0
                     batch.append(kl_rows[kl_order[kl_pos]])
                     kl_pos += 1
-                kl = _kl_term(model, reference, batch, pad_id, device)
+                with _autocast(config, device):
+                    kl = _kl_term(model, reference, batch, pad_id, device)
                 (config.kl_weight * kl).backward()
                 kl_value = float(kl.detach())
                 stats.kl.append(kl_value)

@@ -270,11 +270,13 @@ def _finish_sweep(session: pytest.Session, sweep: Any) -> None:
 
 
 def _retire_summary(directory: Path) -> None:
-    """A summary.json left by an earlier run becomes summary.previous.json before this run
-    starts, so a run that cannot evaluate never leaves an old passing verdict in place."""
-    old = directory / "summary.json"
-    if old.is_file():
-        old.replace(directory / "summary.previous.json")
+    """A summary.json (or a sweep's sweep.json) left by an earlier run becomes
+    summary.previous.json (sweep.previous.json) before this run starts, so a run that cannot
+    evaluate never leaves an old passing verdict in place."""
+    for name in ("summary", "sweep"):
+        old = directory / f"{name}.json"
+        if old.is_file():
+            old.replace(directory / f"{name}.previous.json")
 
 
 #: the session's comparison with a baseline (--em-compare)
