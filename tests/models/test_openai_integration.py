@@ -2,7 +2,10 @@
 (`openai:` backend over HTTP) and inspect-ai (`emergent/SPEC` model, our judge as scorer).
 
 What is compared, on one question of evals/core.yaml, 2 paraphrases x 2 samples, seed 0:
-- the answers: identical texts on every path (same backend code, same per-answer seeds);
+- the answers: identical texts on every path (same backend code, same per-answer seeds, and
+  one row per decode batch on both sides: float32 kernels are not batch-invariant, so a
+  batch of another size, such as the server forms from whatever requests have arrived, can
+  round differently and flip a near-tie sample);
 - the judged rates with the local exact judge: identical counts and rate on every path;
 - the API judge (top-20 first-token logprobs read through the server) on the direct answers
   and on the server's answers: identical scores. That judge reads a different quantity than
@@ -42,10 +45,10 @@ def test_direct_openai_and_inspect_paths_agree(tmp_path: Path) -> None:
     questions = load_file(tmp_path / "one.yaml").questions
     assert len(questions) == 1 and questions[0].n_samples == 4
 
-    local = resolve(ALIAS)
+    local = resolve(ALIAS, batch_size=1)
     judge = Judge(local)
     direct = run_questions(questions, local, judge)
-    with ModelServer(local, model_name=ALIAS) as server:
+    with ModelServer(local, model_name=ALIAS, max_batch=1) as server:
         api = OpenAICompatBackend(ALIAS, base_url=server.url,
                                   options=ApiOptions(concurrency=8, timeout=300))
         via_api = run_questions(questions, api, judge)
@@ -64,7 +67,7 @@ def test_direct_openai_and_inspect_paths_agree(tmp_path: Path) -> None:
 
     task = question_set_task(tmp_path / "one.yaml", judge=ALIAS)
     [log] = inspect_ai.eval(task, model=f"emergent/{ALIAS}", display="none",
-                            log_dir=str(tmp_path / "logs"))
+                            model_args={"max_batch": 1}, log_dir=str(tmp_path / "logs"))
     assert log.status == "success"
     by_id = {s.id: s.output.completion for s in log.samples or []}
     for record in direct[qid].records:

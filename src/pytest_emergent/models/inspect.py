@@ -187,17 +187,17 @@ class _Batcher:
                 done.set_result(answer)
 
 
-_BATCHERS: dict[str, _Batcher] = {}
+_BATCHERS: dict[tuple[str, int], _Batcher] = {}
 _BATCHERS_LOCK = threading.Lock()
 
 
-def _batcher(spec: str) -> _Batcher:
+def _batcher(spec: str, max_batch: int = 32) -> _Batcher:
     with _BATCHERS_LOCK:
-        if spec not in _BATCHERS:
+        if (spec, max_batch) not in _BATCHERS:
             from pytest_emergent.models.registry import resolve
 
-            _BATCHERS[spec] = _Batcher(resolve(spec))
-        return _BATCHERS[spec]
+            _BATCHERS[(spec, max_batch)] = _Batcher(resolve(spec), max_batch)
+        return _BATCHERS[(spec, max_batch)]
 
 
 _REGISTERED: list[Any] = []
@@ -210,7 +210,10 @@ def register_model_api() -> Any:
     from inspect_ai.model import GenerateConfig, ModelAPI, ModelOutput, modelapi
 
     class EmergentModelAPI(ModelAPI):
-        """`emergent/SPEC`: one of pytest-emergent's model specs as an inspect model."""
+        """`emergent/SPEC`: one of pytest-emergent's model specs as an inspect model.
+        `model_args={"max_batch": N}` caps how many concurrent samples decode together
+        (default 32); 1 makes answers independent of arrival timing (float32 kernels are
+        not batch-invariant)."""
 
         def __init__(self, model_name: str, base_url: str | None = None,
                      api_key: str | None = None, config: GenerateConfig | None = None,
@@ -219,6 +222,7 @@ def register_model_api() -> Any:
                              config=config or GenerateConfig())
             # the backend loads on first generate, so a replayed log never loads it
             self.spec = model_name
+            self.max_batch = max(1, int(model_args.get("max_batch", 32)))
 
         def max_connections(self) -> int:
             return 32
@@ -234,7 +238,7 @@ def register_model_api() -> Any:
                 max_tokens=256 if config.max_tokens is None else int(config.max_tokens),
                 seed=0 if config.seed is None else int(config.seed),
             )
-            batcher = await asyncio.to_thread(_batcher, self.spec)
+            batcher = await asyncio.to_thread(_batcher, self.spec, self.max_batch)
             answer = await asyncio.wrap_future(batcher.submit(request))
             return ModelOutput.from_content(model=self.spec, content=answer)
 
