@@ -130,5 +130,8 @@ def test_folders_of_checkpoints_expand_in_step_order(tmp_path: Path) -> None:
     assert labels == ["run/checkpoint-9", "other/checkpoint-9"]
     # one model is not a sweep: no step is read from its name
     assert expand_models([str(run / "checkpoint-9")])[0].step is None
+    # steps come from step-like names only, not from a cache key that ends in digits
+    named = expand_models(["a/step_500", "b/global_step600", "c/700", "d/3af1f0cb5a4a9e6"])
+    assert [e.step for e in named] == [500, 600, 700, None]
     with pytest.raises(EmergentError, match="more than 64"):
         expand_models([f"fake:{i}.yaml" for i in range(65)])

@@ -22,7 +22,9 @@ from pytest_emergent.stats import RateSummary, merge
 
 __all__ = ["SweepEntry", "SweepPoint", "expand_models", "sweep_points", "transition"]
 
-_STEP = re.compile(r"(\d+)$")
+#: a step is read from names such as checkpoint-100, step_500, global_step500 or 300, never
+#: from a hash that happens to end in digits
+_STEP = re.compile(r"(?:[A-Za-z]+(?:[-_][A-Za-z]+)*[-_]?)?(\d+)")
 _GLOB = re.compile(r"[*?\[]")
 #: files that make a directory a model of its own rather than a folder of checkpoints
 _MODEL_FILES = ("config.json", "adapter_config.json")
@@ -54,7 +56,7 @@ def _is_model_dir(path: Path) -> bool:
 
 
 def _step(path: str) -> int | None:
-    found = _STEP.search(Path(path).name)
+    found = _STEP.fullmatch(Path(path).name)
     return int(found.group(1)) if found else None
 
 
