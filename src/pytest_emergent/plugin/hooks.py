@@ -78,9 +78,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from pytest_emergent.plugin.sweep import check_sweep, sweep_key
         from pytest_emergent.run.sweep_run import SweepRun
 
-        check_sweep(config, settings.models, exclusive=(("--em-compare", settings.compare_dir),
-                               ("--em-inspect-log-dir", settings.inspect_log_dir),
-                               ("--em-calibrate-judge", settings.calibrate_judge)))
+        check_sweep(config, settings.models, exclusive=(
+            ("--em-compare", settings.compare_dir),
+            ("--em-inspect-log-dir", settings.inspect_log_dir),
+            ("--em-calibrate-judge", settings.calibrate_judge)))
         sweep = SweepRun.create(settings.run, settings.models, say=say, store_path=store,
                                 monitor=settings.monitor, monitor_layer=settings.monitor_layer)
         config.stash[sweep_key] = sweep
