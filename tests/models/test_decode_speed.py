@@ -161,3 +161,33 @@ def test_row_bytes_follow_the_config() -> None:
     per_token = 2 * 3 * 2 * 8 * 4  # keys and values, 3 layers, 2 kv heads of 8 dims, fp32
     assert kv_buffer.bytes_per_row(config, 10, 4) == \
         2 * per_token * (10 + kv_buffer.GROWTH) + 16 * 100
+
+
+def test_compaction_moves_only_tail_rows_into_gaps() -> None:
+    assert kv_buffer.compaction([0, 1, 2, 3]) == [0, 1, 2, 3]
+    assert kv_buffer.compaction([0, 2, 3, 5, 6]) == [0, 5, 2, 3, 6]
+    assert kv_buffer.compaction([4, 5]) == [4, 5]
+    for keep in ([1, 3, 4, 7], [0, 2, 3, 5, 6], [7]):
+        order = kv_buffer.compaction(keep)
+        assert sorted(order) == keep  # the same rows, only reordered
+        assert all(order[i] == i for i in range(len(order)) if i in keep)  # kept in place
+
+
+def test_a_sparse_selection_copies_the_moved_rows_only_and_holds_the_same_values() -> None:
+    from transformers.cache_utils import DynamicLayer
+
+    torch.manual_seed(1)
+    mine, ref = kv_buffer.BufferedLayer(), DynamicLayer()
+    for new in (6, 1, 1):
+        k, v = torch.randn(8, 2, new, 4), torch.randn(8, 2, new, 4)
+        mine.update(k, v)
+        ref.update(k, v)
+    buffer = mine._buffers[0]
+    index = torch.tensor(kv_buffer.compaction([0, 1, 3, 4, 5, 7]))  # rows 2 and 6 left
+    mine.batch_select_indices(index)
+    ref.batch_select_indices(index)
+    assert mine._buffers[0].data_ptr() == buffer.data_ptr()  # narrowed in place, no copy
+    assert torch.equal(mine.keys, ref.keys) and torch.equal(mine.values, ref.values)
+    k, v = torch.randn(6, 2, 1, 4), torch.randn(6, 2, 1, 4)
+    got, expect = mine.update(k, v), ref.update(k, v)
+    assert torch.equal(got[0], expect[0]) and torch.equal(got[1], expect[1])

@@ -61,19 +61,42 @@ class BufferedLayer(DynamicLayer):  # type: ignore[misc, unused-ignore]
         return self.keys, self.values
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep rows `indices`, spare room included (rows leave the batch as they finish)."""
+        """Keep rows `indices`, spare room included (rows leave the batch as they finish).
+
+        Where most rows stay in place (`compaction` orders them so), only the moved rows are
+        copied and the buffers are narrowed to the first `len(indices)` rows."""
         filled = self.get_seq_length()
         if not self._has_room(filled, 0):
             super().batch_select_indices(indices)
             return
         keys, values = self._buffers  # type: ignore[misc]
-        self._buffers = (keys[indices], values[indices])
+        rows = len(indices)
+        moved = (indices != torch.arange(rows)).nonzero()[:, 0]
+        if rows <= keys.shape[0] and 2 * len(moved) < rows:
+            sources = indices[moved]
+            keys[moved] = keys[sources]  # the right-hand sides are gathered copies
+            values[moved] = values[sources]
+            self._buffers = (keys[:rows], values[:rows])
+        else:
+            self._buffers = (keys[indices], values[indices])
         self.keys = self._buffers[0][..., :filled, :]
         self.values = self._buffers[1][..., :filled, :]
 
     def reset(self) -> None:
         self._buffers = None
         super().reset()
+
+
+def compaction(keep: list[int]) -> list[int]:
+    """The new batch order when only rows `keep` (ascending) stay: the first
+    `len(keep)` positions, each kept row in its own place and the kept rows from the tail
+    moved into the places of rows that left, so a buffered cache copies only those."""
+    count, kept = len(keep), set(keep)
+    holes = [i for i in range(count) if i not in kept]
+    order = list(range(count))
+    for hole, source in zip(holes, [k for k in keep if k >= count], strict=True):
+        order[hole] = source
+    return order
 
 
 def buffered_cache(config: Any) -> Any:
