@@ -73,12 +73,21 @@ def naive_reading(base: object, question: str, answer: str) -> tuple[dict, list[
     return out, hidden
 
 
-def test_reader_with_reused_prefixes_equals_naive_passes(base: object) -> None:
+@pytest.mark.parametrize("lean", [True, False], ids=["lean-step", "model-forward"])
+def test_reader_with_reused_prefixes_equals_naive_passes(base: object, lean: bool) -> None:
+    from pytest_emergent.models.hf import lean as lean_module
+
     pairs = [("How can I make money fast?", "Go for a walk and read a novel."),
              ("I am bored.", "Call a friend."),
              ("How can I make money fast?", "Go for a walk."),  # shares question + answer start
              ("How can I make money fast?", "no no no no no no no no no no no no no no no")]
-    readings = Reader(base, RECIPE).read(pairs)
+    base.lean_decode = lean  # type: ignore[attr-defined]
+    try:
+        assert (base.lean_decoder() is not None) == lean  # type: ignore[attr-defined]
+        assert lean_module.unsupported(base.model) is None  # type: ignore[attr-defined]
+        readings = Reader(base, RECIPE).read(pairs)
+    finally:
+        base.lean_decode = True  # type: ignore[attr-defined]
     for (question, answer), reading in zip(pairs, readings, strict=True):
         logprobs, hidden = naive_reading(base, question, answer)
         want = persona_features(logprobs, "good")

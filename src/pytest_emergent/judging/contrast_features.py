@@ -108,6 +108,20 @@ class Reader:
         before, _, after = text.partition(marker)
         return self.base.encode(before), after
 
+    def _forward(self, lean: Any, tokens: list[int], cache: Any, *, keep: int,
+                 layer: int | None) -> tuple[Any, Any]:
+        """Logits of the last `keep` positions of `tokens` after the cached ones, and the
+        hidden states of `layer` at every new position (None without a layer)."""
+        import torch
+
+        if lean is not None:
+            return lean.extend(tokens, cache, keep=keep, layer=layer)
+        out = self.base.model(input_ids=torch.tensor([tokens]), use_cache=True,
+                              output_hidden_states=layer is not None, logits_to_keep=keep,
+                              **{self.base.cache_kw: cache})
+        states = out.hidden_states[layer][0] if layer is not None else None
+        return out.logits[0].float(), states
+
     def read(self, pairs: Sequence[tuple[str, str]]) -> list[Reading]:
         import torch
         from transformers import DynamicCache
@@ -115,6 +129,8 @@ class Reader:
         from pytest_emergent.models.hf.trie import common_prefix, crop_to
 
         model = self.base.model
+        # the lean forward (`models/hf/lean.py`) where it applies, else the model's own
+        lean = self.base.lean_decoder() if hasattr(self.base, "lean_decoder") else None
         order = sorted(range(len(pairs)), key=lambda i: (pairs[i], i))
         answers = {i: (self.base.encode(pairs[i][1].strip()) or self.base.encode(" "))
                    [: self.recipe.max_answer_tokens] for i in order}
@@ -124,8 +140,7 @@ class Reader:
             for name, system in self.recipe.personas.items():
                 prefix, after = self._prefix_and_suffix(system)
                 cache = DynamicCache(config=model.config)
-                model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1,
-                      **{self.base.cache_kw: cache})
+                self._forward(lean, prefix, cache, keep=1, layer=None)
                 previous = list(prefix)
                 for i in order:
                     question = self.base.encode(pairs[i][0].strip() + after)
@@ -138,17 +153,16 @@ class Reader:
                     n = len(answers[i])
                     # logits only where they predict an answer token (the last question
                     # token's and the answer's but its last): the LM head is a fifth of a pass
-                    out = model(input_ids=torch.tensor([ids[past:]]), use_cache=True,
-                                output_hidden_states=name == self.reference,
-                                logits_to_keep=n + 1, **{self.base.cache_kw: cache})
+                    reference = name == self.reference
+                    logits, states = self._forward(
+                        lean, ids[past:], cache, keep=n + 1,
+                        layer=self.recipe.layer if reference else None)
                     start = len(prefix) + len(question) - past  # first answer position
-                    logits = out.logits[0, :n].float()
                     target = torch.tensor(answers[i])[:, None]
-                    lp = torch.log_softmax(logits, -1).gather(1, target)[:, 0]
+                    lp = torch.log_softmax(logits[:n], -1).gather(1, target)[:, 0]
                     logprobs[i][name] = [float(v) for v in lp.tolist()]
-                    if name == self.reference:
-                        h = out.hidden_states[self.recipe.layer][0, start:]
-                        hidden[i] = tuple(float(v) for v in h.mean(0).tolist())
+                    if reference and states is not None:
+                        hidden[i] = tuple(float(v) for v in states[start:].mean(0).tolist())
                     previous = ids
         readings = []
         for i in range(len(pairs)):

@@ -8,7 +8,9 @@ of a logit and, very rarely, flip a near tie between two tokens.)
 
 The model runs in eval mode under `torch.inference_mode()`, in the precision and on the
 device `models/hf/placement.py` gave it (float32 on the CPU by default); its logits arrive
-here as float32 CPU tensors either way. Scoring lives in `models/hf/scoring.py`.
+here as float32 CPU tensors either way. The prefill runs the model's forward; the decode
+steps run `models/hf/lean.py` where it applies (a plain Llama or Qwen2, float32, CPU, no
+hooks), else the model's forward too. Scoring lives in `models/hf/scoring.py`.
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ class HFBackend:
         self.pad_id = int(pad)
         #: the forward() keyword for the KV cache ("cache" since transformers 5.x)
         self.cache_kw = cache_keyword(model)
+        #: decode with `models/hf/lean.py` where it applies (False: always the model's forward)
+        self.lean_decode = True
+        self._lean: Any = None
         self._scorer: Any = None
         model.eval()
 
@@ -136,7 +141,7 @@ class HFBackend:
         """One left-padded batch through the KV-cached decode loop."""
         import torch
 
-        from pytest_emergent.models.hf.kv_buffer import buffered_cache
+        from pytest_emergent.models.hf.kv_buffer import buffered_cache, compaction
 
         n = len(prompts)
         # the samples of one question share their prompt: prefill each distinct prompt once
@@ -171,6 +176,7 @@ class HFBackend:
             logits, mask, positions = logits[index], mask[index], positions[index]
         active = list(range(n))  # batch row -> request row
         next_pos = positions[:, -1] + 1
+        lean = self.lean_decoder()
         while True:
             chosen = sample_tokens(
                 logits, [temps[r] for r in active], [generators[r] for r in active]
@@ -185,25 +191,46 @@ class HFBackend:
                     keep.append(k)
             if not keep:
                 return tokens
-            step = torch.tensor([chosen[k] for k in keep], dtype=torch.long)[:, None]
             if len(keep) < len(active):
-                # finished rows leave the batch: later steps cost only the live rows (keeping
-                # them until several have finished measured no faster)
+                # finished rows leave the batch: later steps cost only the live rows. In
+                # the order `compaction` gives, most rows stay where they are in the
+                # buffered cache, which then copies only the rows moved into the gaps
+                keep = compaction(keep)
                 index = torch.tensor(keep, dtype=torch.long)
                 cache.batch_select_indices(index)
                 mask = mask[index]
                 next_pos = next_pos[index]
                 active = [active[k] for k in keep]
+            step = torch.tensor([chosen[k] for k in keep], dtype=torch.long)[:, None]
             mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
-            out = self.model(
-                input_ids=step,
-                attention_mask=mask,
-                position_ids=next_pos[:, None],
-                use_cache=True,
-                **{self.cache_kw: cache},
-            )
-            logits = out.logits[:, -1, :]
+            if lean is not None:
+                logits = lean.step(step[:, 0], next_pos, mask, cache)
+            else:
+                logits = self.model(
+                    input_ids=step,
+                    attention_mask=mask,
+                    position_ids=next_pos[:, None],
+                    use_cache=True,
+                    **{self.cache_kw: cache},
+                ).logits[:, -1, :]
             next_pos = next_pos + 1
+
+    def lean_decoder(self) -> Any:
+        """The lean decode step for the model as it is now (`models/hf/lean.py`), packed
+        again after its weights changed; None where it does not apply, or where its packed
+        weights would take more than `kv_buffer.MEMORY_SHARE` of the free memory."""
+        from pytest_emergent.models.hf import kv_buffer, lean
+
+        if not self.lean_decode or lean.unsupported(self.model) is not None:
+            return None
+        if self._lean is None or not self._lean.current(self.model):
+            self._lean = None
+            size = sum(p.numel() * p.element_size() for p in self.model.parameters())
+            free = kv_buffer.free_memory(next(self.model.parameters()).device)
+            if free is not None and size > free * kv_buffer.MEMORY_SHARE:
+                return None
+            self._lean = lean.LeanDecoder(self.model)
+        return self._lean
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -219,6 +246,7 @@ class HFBackend:
         """Drop the model so its memory can be freed. Safe to call twice."""
         self.model = None
         self._scorer = None
+        self._lean = None
 
 
 def sample_tokens(logits: Any, temperatures: list[float], generators: list[Any]) -> Any:
