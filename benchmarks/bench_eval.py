@@ -12,7 +12,9 @@ tokens/s and the ratios, then the seconds of a second run whose answers and judg
 come from the cache (the model is never loaded for it). Rates are per item, so the naive
 generation loop times an evenly spaced subset of the answers (`--naive-samples`) to keep the
 run short; the naive judge loop times every judgment of the run unless `--naive-judgments`
-says fewer.
+says fewer. The peers run the model's own forward; the plugin decodes and reads (contrast
+judge) with the lean step of `models/hf/lean.py` where it applies (`--no-lean`: not at all,
+to see what scheduling alone gives).
 Figures belong in docs/performance.md; see benchmarks/README.md.
 """
 
@@ -67,20 +69,33 @@ class Timed:
         return None
 
 
-def linear_peak(model: Any, rows: int, repeats: int = 5) -> float:
+def linear_peak(backend: Any, rows: int, repeats: int = 5) -> float:
     """Tokens/s of the model's linear layers alone (lm_head included) at batch `rows`: the
-    best of `repeats` sweeps of one matrix product per layer, as a decode step does them."""
+    best of `repeats` sweeps of one matrix product per layer, as a decode step does them.
+    The faster of two kernels counts: `F.linear` on every `nn.Linear`, and the lean decode
+    step's fused, prepacked products (`models/hf/lean.py`) where it applies."""
     import torch
 
-    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    weights = [m.weight for m in backend.model.modules() if isinstance(m, torch.nn.Linear)]
     inputs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=w.dtype) for w in weights}
+    maps: list[Any] = [lambda w=w: torch.nn.functional.linear(inputs[w.shape[1]], w)
+                       for w in weights]
+    sweeps = [maps]
+    lean = backend.lean_decoder()
+    if lean is not None:
+        from pytest_emergent.models.hf.lean import Packed
+
+        packed = [p for layer in lean.layers for p in layer if isinstance(p, Packed)]
+        rows_in = {p.in_features: torch.randn(rows, p.in_features) for p in packed}
+        sweeps.append([lambda p=p: p(rows_in[p.in_features]) for p in [*packed, lean.lm_head]])
     best = float("inf")
     with torch.inference_mode():
-        for _ in range(repeats):
-            start = time.perf_counter()
-            for w in weights:
-                torch.nn.functional.linear(inputs[w.shape[1]], w)
-            best = min(best, time.perf_counter() - start)
+        for sweep in sweeps:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                for run in sweep:
+                    run()
+                best = min(best, time.perf_counter() - start)
     return rows / best
 
 
@@ -184,20 +199,31 @@ def llama_cpp_generate(requests: Sequence[SampleRequest]) -> tuple[int, float] |
 
 
 def time_judge(name: str, judge: Judge, tasks: list[JudgeTask],
-               expect: dict[tuple[str, str], float | None], count: int, plugin_s: float) -> None:
-    """Print the naive judge loop (one `Judge.score` call per judgment) against the plugin's
-    rate `len(tasks) / plugin_s`, and the largest score difference between the two."""
+               expect: dict[tuple[str, str], float | None], count: int, plugin_s: float,
+               lean: bool) -> None:
+    """Print the naive judge loop (one `Judge.score` call per judgment, through the model's
+    own forward) against the plugin's rate `len(tasks) / plugin_s` (its lean step where
+    `lean`), and the largest score difference between the two."""
     sample = spread(tasks, count)
     # the contrast judge keeps the readings of the answers it has seen (both metrics come
     # from one reading); the naive loop starts from nothing at every judgment
     memo = getattr(judge.backend, "_memo", None)
+    # and it runs the model's own forward, as a script would (no lean step: models/hf/lean.py)
+    local = [b for b in (judge.backend, getattr(judge.backend, "base", None))
+             if hasattr(b, "lean_decode")]
     naive = []
-    start = time.perf_counter()
-    for t in sample:  # one judge call per judgment
-        if memo is not None:
-            memo.clear()
-        naive.append(judge.score([t])[0])
-    naive_s = time.perf_counter() - start
+    for b in local:
+        b.lean_decode = False
+    try:
+        start = time.perf_counter()
+        for t in sample:  # one judge call per judgment
+            if memo is not None:
+                memo.clear()
+            naive.append(judge.score([t])[0])
+        naive_s = time.perf_counter() - start
+    finally:
+        for b in local:
+            b.lean_decode = lean
     diff = max((abs((s.score or 0) - (expect[(t.metric, t.prompt)] or 0))
                 for t, s in zip(sample, naive, strict=True)), default=0.0)
     rate, naive_rate = len(tasks) / plugin_s, len(sample) / naive_s
@@ -223,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--judge", action="append", default=None, metavar="SPEC",
                         help=f"judge to time, repeatable (default: the default judge "
                              f"{DEFAULT_JUDGE} and the logprob judge {DEFAULT_MODEL})")
+    parser.add_argument("--no-lean", action="store_true",
+                        help="decode with the model's own forward, not models/hf/lean.py")
     parser.add_argument("--compare-layout", action="store_true",
                         help="also judge with question/answer in the middle of the template")
     args = parser.parse_args(argv)
@@ -234,11 +262,15 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     start = time.perf_counter()
     backend: Any = resolve(DEFAULT_MODEL, batch_size=args.batch_size, dtype=args.dtype)
+    backend.lean_decode = not args.no_lean
     from pytest_emergent.models.hf.placement import native_bf16
 
     param = next(backend.model.parameters())
+    lean = backend.lean_decoder()
     print(f"CPU: {cpu_kind()}; native bf16: {native_bf16(param.device)}; dtype "
-          f"{str(param.dtype).removeprefix('torch.')} on {param.device}", flush=True)
+          f"{str(param.dtype).removeprefix('torch.')} on {param.device}; decode step: "
+          f"{'lean (fused, prepacked)' if lean is not None else 'the model forward'}",
+          flush=True)
     specs = args.judge or [DEFAULT_JUDGE, DEFAULT_MODEL]
     known = (DEFAULT_MODEL, f"probe:{DEFAULT_MODEL}", f"contrast:{DEFAULT_MODEL}")
     bad = [s for s in specs if s not in known]
@@ -319,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"generation  naive  {naive_gen_rate:7.3f} answers/s  "
           f"{naive_tokens / naive_gen_s:6.1f} tokens/s  ({len(reqs)} answers timed)")
     tok_s = timed.tokens / timed.gen_s
-    peak = linear_peak(backend.model, args.batch_size)
+    peak = linear_peak(backend, args.batch_size)
     print(f"generation  plugin {gen_rate:7.3f} answers/s  {tok_s:6.1f} tokens/s  "
           f"({100 * tok_s / peak:.0f}% of {peak:.0f} tokens/s, the linear layers alone at "
           f"batch {args.batch_size})")
@@ -351,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             judge_s = time.perf_counter() - start
         expect = {(t.metric, t.prompt): s.score for t, s in zip(tasks, scores, strict=True)}
         label = f"{spec} (default judge)" if spec == DEFAULT_JUDGE else spec
-        time_judge(label, judge, tasks, expect, args.naive_judgments, judge_s)
+        time_judge(label, judge, tasks, expect, args.naive_judgments, judge_s,
+                   backend.lean_decode)
         if args.compare_layout:
             middle = [dataclasses.replace(t, prompt=render_judge_prompt(
                 middle_layout(by_q[r.question_id].judge_prompts[t.metric]),
