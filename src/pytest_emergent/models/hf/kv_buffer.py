@@ -128,11 +128,16 @@ def free_memory(device: Any) -> int | None:
         return None
 
 
+def text_config(config: Any) -> Any:
+    """The language model's part of `config` (itself where it has no sub-configs)."""
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
 def bytes_per_row(config: Any, tokens: int, element_size: int) -> int | None:
     """Peak bytes one decode row holds for `tokens` cached tokens: keys and values of every
     layer (twice, while a full buffer is copied into a larger one) and four float32 copies of
     its logits. None when the config does not say its shape."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    text = text_config(config)
     layers = getattr(text, "num_hidden_layers", None)
     heads = getattr(text, "num_attention_heads", None)
     kv_heads = getattr(text, "num_key_value_heads", None) or heads

@@ -27,6 +27,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from pytest_emergent.models.hf.kv_buffer import text_config
+
 #: model classes whose decoder layers `LeanDecoder.step` reproduces
 SUPPORTED = {
     "LlamaForCausalLM": ("LlamaDecoderLayer", "LlamaAttention", "LlamaMLP"),
@@ -69,8 +71,7 @@ def unsupported(model: Any) -> str | None:
         return "the model is in training mode"
     if _has_hooks(model):
         return "a module has forward hooks (steering, ablation or measuring)"
-    text = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
-        else model.config
+    text = text_config(model.config)
     if any(t != "full_attention" for t in getattr(text, "layer_types", None) or ()):
         return "a layer uses sliding-window attention"
     linear = torch.nn.Linear
@@ -123,8 +124,7 @@ class LeanDecoder:
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        text = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
-            else model.config
+        text = text_config(model.config)
         self.heads = int(text.num_attention_heads)
         self.kv_heads = int(getattr(text, "num_key_value_heads", None) or self.heads)
         self.params = [(p, p.data_ptr(), p._version) for p in model.parameters()]
