@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import tempfile
 import time
 from collections.abc import Sequence
@@ -177,14 +178,15 @@ def batched_generate(backend: Any, requests: Sequence[SampleRequest], rows: int)
 def llama_cpp_generate(requests: Sequence[SampleRequest]) -> tuple[int, float] | None:
     """llama.cpp on the embedded GGUF file, one request at a time (its Python binding
     decodes one sequence per call); (new tokens, seconds), or None when not installed."""
+    import importlib
     import importlib.util
     import os
 
     if importlib.util.find_spec("llama_cpp") is None:
         return None
-    import llama_cpp
-
     from pytest_emergent.models.registry import embedded_gguf
+
+    llama_cpp: Any = importlib.import_module("llama_cpp")  # untyped use: not a dependency
 
     llm = llama_cpp.Llama(model_path=str(embedded_gguf()), n_ctx=1024,
                           n_threads=os.cpu_count() or 1, verbose=False)
@@ -198,6 +200,25 @@ def llama_cpp_generate(requests: Sequence[SampleRequest]) -> tuple[int, float] |
     return tokens, time.perf_counter() - start
 
 
+def alternate(backend: Any, requests: Sequence[SampleRequest], rows: int,
+              rounds: int) -> list[tuple[float, float]]:
+    """`rounds` alternating timings of the plugin's generation (`generate_ids`, its own
+    batching) and batched HF `generate` on the same requests, the order swapped every
+    round so that a machine getting faster or slower during the run favours neither; the
+    (plugin, batched HF) tokens/s of each round. On these shared machines single timings
+    drifted by 10-15 % between runs, ratios measured side by side did not."""
+    out = []
+    for index in range(rounds):
+        rates = {}
+        for who in (("plugin", "hf") if index % 2 == 0 else ("hf", "plugin")):
+            start = time.perf_counter()
+            tokens = (sum(len(row) for row in backend.generate_ids(requests)) if who == "plugin"
+                      else batched_generate(backend, requests, rows))
+            rates[who] = tokens / (time.perf_counter() - start)
+        out.append((rates["plugin"], rates["hf"]))
+    return out
+
+
 def time_judge(name: str, judge: Judge, tasks: list[JudgeTask],
                expect: dict[tuple[str, str], float | None], count: int, plugin_s: float,
                lean: bool) -> None:
@@ -209,7 +230,7 @@ def time_judge(name: str, judge: Judge, tasks: list[JudgeTask],
     # from one reading); the naive loop starts from nothing at every judgment
     memo = getattr(judge.backend, "_memo", None)
     # and it runs the model's own forward, as a script would (no lean step: models/hf/lean.py)
-    local = [b for b in (judge.backend, getattr(judge.backend, "base", None))
+    local: list[Any] = [b for b in (judge.backend, getattr(judge.backend, "base", None))
              if hasattr(b, "lean_decode")]
     naive = []
     for b in local:
@@ -249,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--judge", action="append", default=None, metavar="SPEC",
                         help=f"judge to time, repeatable (default: the default judge "
                              f"{DEFAULT_JUDGE} and the logprob judge {DEFAULT_MODEL})")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternating rounds of plugin and batched HF generation on all "
+                             "the run's answers (the generation ratio's medians)")
     parser.add_argument("--no-lean", action="store_true",
                         help="decode with the model's own forward, not models/hf/lean.py")
     parser.add_argument("--compare-layout", action="store_true",
@@ -335,9 +359,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # -- the peers on the same samples ----------------------------------------------------------
     every = [SampleRequest(r.messages, q.temperature, q.max_tokens, r.seed)
              for q in questions for r in plan_samples(q, args.seed)]
-    start = time.perf_counter()
-    hf_tokens = batched_generate(backend, every, args.batch_size)
-    hf_s = time.perf_counter() - start
+    rounds = alternate(backend, every, args.batch_size, args.rounds)
     llama = llama_cpp_generate(spread(every, args.naive_samples))
     reqs = spread(every, args.naive_samples)
     start = time.perf_counter()
@@ -350,22 +372,26 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"seed {args.seed}")
     print(f"generation  naive  {naive_gen_rate:7.3f} answers/s  "
           f"{naive_tokens / naive_gen_s:6.1f} tokens/s  ({len(reqs)} answers timed)")
-    tok_s = timed.tokens / timed.gen_s
+    in_run = timed.tokens / timed.gen_s
+    print(f"generation  plugin, inside evaluate {gen_rate:7.3f} answers/s  {in_run:6.1f} "
+          f"tokens/s")
+    for index, (plugin_rate, hf_rate) in enumerate(rounds):
+        print(f"generation  round {index + 1}: plugin {plugin_rate:6.1f} tokens/s, batched HF "
+              f"generate {hf_rate:6.1f} tokens/s (batch {args.batch_size}, all {len(every)} "
+              f"answers): {plugin_rate / hf_rate:.2f}x")
+    tok_s = statistics.median(p for p, _ in rounds) if rounds else in_run
+    hf_rate = statistics.median(h for _, h in rounds) if rounds else float("nan")
     peak = linear_peak(backend, args.batch_size)
-    print(f"generation  plugin {gen_rate:7.3f} answers/s  {tok_s:6.1f} tokens/s  "
-          f"({100 * tok_s / peak:.0f}% of {peak:.0f} tokens/s, the linear layers alone at "
-          f"batch {args.batch_size})")
-    hf_rate = hf_tokens / hf_s
-    print(f"generation  batched HF generate {len(every) / hf_s:7.3f} answers/s  "
-          f"{hf_rate:6.1f} tokens/s  (batch {args.batch_size}, all {len(every)} answers)")
+    print(f"generation  plugin {tok_s:6.1f} tokens/s = {100 * tok_s / peak:.0f}% of "
+          f"{peak:.0f} tokens/s, the linear layers alone at batch {args.batch_size}")
     if llama is not None:
         print(f"generation  llama.cpp {llama[0] / llama[1]:6.1f} tokens/s  "
-              f"({args.naive_samples} answers, one at a time, same GGUF)")
+              f"({len(reqs)} answers, one at a time, same GGUF)")
     else:
         print("generation  llama.cpp: not installed (pip install llama-cpp-python)")
     naive_tok_s = naive_tokens / naive_gen_s
-    print(f"generation  plugin / batched HF {tok_s / hf_rate:.2f}x tokens/s; plugin / naive "
-          f"{gen_rate / naive_gen_rate:.2f}x answers/s, {tok_s / naive_tok_s:.2f}x tokens/s"
+    print(f"generation  plugin / batched HF {tok_s / hf_rate:.2f}x tokens/s (medians of the "
+          f"rounds); plugin / naive {tok_s / naive_tok_s:.2f}x tokens/s"
           + ("" if llama is None else
              f"; plugin / llama.cpp {tok_s / (llama[0] / llama[1]):.2f}x tokens/s"))
     print(f"plugin path total {plugin_s:.1f}s; fully cached re-run {1000 * cached_s:.0f} ms",
