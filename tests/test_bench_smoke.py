@@ -1,32 +1,37 @@
-"""benchmarks/bench_eval.py end to end at a tiny size on the embedded model: every peer and
-ratio line is printed with a number, and the cached re-run loads nothing. Not a speed test
-(figures at this size mean nothing); it keeps the benchmark runnable as the code changes."""
+"""The benchmark scripts stay runnable: benchmarks/bench_eval.py end to end at a tiny size on
+the embedded model (integration: every peer and ratio line is printed with a number, and the
+cached re-run loads nothing; not a speed test, figures at this size mean nothing), and the
+parts of benchmarks/judge_bf16_drift.py that compute its figures, on a tiny model."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import transformers.modeling_utils  # noqa: F401  isort: skip  (torch once per process)
 
-pytestmark = pytest.mark.integration
-
-BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_eval.py"
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
+def _load(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.integration
 def test_bench_prints_every_peer_and_ratio(capsys: pytest.CaptureFixture[str]) -> None:
     from pytest_emergent.plugin.options import DEFAULT_JUDGE
 
-    spec = importlib.util.spec_from_file_location("bench_eval", BENCH)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    bench.main(["--questions", "1", "--samples", "4", "--max-tokens", "6",
-                "--naive-samples", "1", "--naive-judgments", "2", "--rounds", "2",
-                "--judge", DEFAULT_JUDGE])
+    _load("bench_eval").main([
+        "--questions", "1", "--samples", "4", "--max-tokens", "6", "--naive-samples", "1",
+        "--naive-judgments", "2", "--rounds", "2", "--judge", DEFAULT_JUDGE])
     out = capsys.readouterr().out
     number = r"[0-9]+\.[0-9]+"
     assert re.search(r"^CPU: .+; native bf16: (True|False); dtype float32", out, re.M)
@@ -38,3 +43,40 @@ def test_bench_prints_every_peer_and_ratio(capsys: pytest.CaptureFixture[str]) -
     assert re.search(r"llama\.cpp(: not installed| +[0-9.]+ tokens/s)", out)
     assert re.search(r"fully cached re-run \d+ ms", out)
     assert re.search(rf"speed-up {number}x \(largest score difference", out)
+
+
+def test_bf16_emulation_rounds_weights_and_outputs(tmp_path: Path) -> None:
+    """The drift script's emulation: every weight is bf16-representable afterwards, the
+    logits are bf16-representable (the last module's output is rounded), they moved from
+    float32 by a bf16-sized amount, and removing the hooks stops the rounding."""
+    import torch
+    from tiny import make_tiny_model
+    from transformers import AutoModelForCausalLM
+
+    drift = _load("judge_bf16_drift")
+    model = AutoModelForCausalLM.from_pretrained(str(make_tiny_model(tmp_path / "m"))).eval()
+    ids = torch.tensor([[1, 5, 9, 3, 7]])
+    with torch.no_grad():
+        exact = model(input_ids=ids).logits
+        handles = drift.round_like_bf16(model)
+        logits = model(input_ids=ids).logits
+        for h in handles:
+            h.remove()
+        unhooked = model(input_ids=ids).logits
+    for p in model.parameters():
+        assert torch.equal(p, p.to(torch.bfloat16).float())
+    assert torch.equal(logits, logits.to(torch.bfloat16).float())
+    assert 0 < (logits - exact).abs().max() < 0.1 * exact.abs().max()
+    assert not torch.equal(unhooked, unhooked.to(torch.bfloat16).float())
+
+
+def test_drift_counts_deltas_flips_and_one_sided() -> None:
+    drift = _load("judge_bf16_drift")
+
+    def rows(*scores: float | None) -> list[dict[str, Any]]:
+        return [{"scores": {"aligned": {"score": s}}} for s in scores]
+
+    n, mean, most, flips, one = drift.drift(rows(10.0, 50.0, None, 80.0),
+                                            rows(40.0, 49.0, 5.0, 80.0), "aligned", 30.0)
+    assert (n, flips, one) == (3, 1, 1)
+    assert mean == pytest.approx((30 + 1 + 0) / 3) and most == 30.0
