@@ -278,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--compare-layout", action="store_true",
                         help="also judge with question/answer in the middle of the template")
     args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1 (the generation ratio is taken from the rounds)")
 
     from pytest_emergent.judging.contrast import resolve_contrast
     from pytest_emergent.judging.probe import is_probe_spec, resolve_probe
@@ -379,8 +381,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"generation  round {index + 1}: plugin {plugin_rate:6.1f} tokens/s, batched HF "
               f"generate {hf_rate:6.1f} tokens/s (batch {args.batch_size}, all {len(every)} "
               f"answers): {plugin_rate / hf_rate:.2f}x")
-    tok_s = statistics.median(p for p, _ in rounds) if rounds else in_run
-    hf_rate = statistics.median(h for _, h in rounds) if rounds else float("nan")
+    tok_s = statistics.median(p for p, _ in rounds)
+    hf_rate = statistics.median(h for _, h in rounds)
     peak = linear_peak(backend, args.batch_size)
     print(f"generation  plugin {tok_s:6.1f} tokens/s = {100 * tok_s / peak:.0f}% of "
           f"{peak:.0f} tokens/s, the linear layers alone at batch {args.batch_size}")

@@ -129,7 +129,6 @@ class _Layer(NamedTuple):
     down: Packed
     act: Any
     scale: float
-    dim: int
     inner: int
 
 
@@ -155,8 +154,9 @@ class LeanDecoder:
                 Packed(attn.o_proj.weight, attn.o_proj.bias), layer.post_attention_layernorm,
                 _fused([mlp.gate_proj, mlp.up_proj]),
                 Packed(mlp.down_proj.weight, mlp.down_proj.bias), mlp.act_fn,
-                float(attn.scaling), int(attn.head_dim), int(mlp.gate_proj.weight.shape[0])))
-        self.dim = self.layers[0].dim if self.layers else 0
+                float(attn.scaling), int(mlp.gate_proj.weight.shape[0])))
+        #: one head width for every layer, as in the supported configs
+        self.dim = int(model.model.layers[0].self_attn.head_dim)
         self.lm_head = Packed(model.lm_head.weight, model.lm_head.bias)
 
     def current(self, model: Any) -> bool:
