@@ -36,7 +36,10 @@ test -s fake-report/summary.json
 ls inspect-logs/*.eval >/dev/null
 
 "$py" -m pytest_emergent.models install smollm2-135m-instruct
-"$py" -m pytest_emergent.models list | grep -q "smollm2-135m-instruct .* installed  $work/models"
+# to a file first: `grep -q` stops reading at its match, and the lister then writes into a
+# closed pipe
+"$py" -m pytest_emergent.models list > models.txt
+grep -q "smollm2-135m-instruct .* installed  $work/models" models.txt
 # the embedded model under test and as the judge (the default contrast judge on it); the
 # gates may fail (exit 1): the check is that the bundled suite runs and reports
 set +e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     shown.add_argument("--dir", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.command == "list":
-        print("\n".join(list_lines(args.dir)))
+        try:
+            print("\n".join(list_lines(args.dir)), flush=True)
+        except BrokenPipeError:  # the reader stopped early (`| head`, `| grep -q`): not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     try:
         for name in args.names:
