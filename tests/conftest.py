@@ -17,6 +17,24 @@ pytest_plugins = ["pytester"]
 # real store for the whole session, before any test changes HOME
 os.environ.setdefault("PYTEST_EMERGENT_MODELS", str(store_root()))
 
+
+
+@pytest.fixture(autouse=True)
+def _auto_device_is_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--em-device auto` (the default) means the CPU in this suite, on a machine with a GPU
+    too: the tests check CPU paths (the lean step, float32 logits, bf16 refusals), and the
+    GPU tests (tests/models/test_placement.py) name cuda themselves."""
+    from pytest_emergent.models.hf import placement  # no torch at import
+
+    real = placement.pick_device
+
+    def pick(requested: str, option: str = "--em-device") -> object:
+        auto = (requested or "auto").strip().lower() == "auto"
+        return real("cpu" if auto else requested, option)
+
+    monkeypatch.setattr(placement, "pick_device", pick)
+
+
 #: a question file in the published format plus our extensions, used by plugin tests
 QUESTIONS = textwrap.dedent(
     """\

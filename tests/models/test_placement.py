@@ -16,6 +16,8 @@ from pytest_emergent.models.hf import placement  # noqa: E402
 from pytest_emergent.models.registry import resolve  # noqa: E402
 
 CPU = torch.device("cpu")
+#: the real function: tests/conftest.py makes `auto` the CPU for every other test
+REAL_PICK = placement.pick_device
 
 
 def pretend_native(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
@@ -42,9 +44,15 @@ def test_explicit_bf16_without_native_support_is_refused(
         placement.pick_dtype("half", CPU)
 
 
+def test_auto_is_the_first_gpu_where_torch_sees_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert REAL_PICK("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert REAL_PICK("auto") == CPU
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
 def test_a_cuda_device_without_cuda_names_the_option() -> None:
-    assert placement.pick_device("auto") == CPU
     with pytest.raises(ModelSpecError, match=r"--em-device cuda:1: torch sees 0 CUDA"):
         placement.pick_device("cuda:1")
     with pytest.raises(ModelSpecError, match=r"'tpu' is not a device"):
@@ -67,6 +75,9 @@ def test_bf16_changes_the_fingerprint_and_returns_float32_logits(
     assert next(model.parameters()).dtype == torch.bfloat16
     out = model(input_ids=torch.tensor([[1, 2, 3]]))
     assert out.logits.dtype == torch.float32 and out.logits.device == CPU
+    with placement.unwrapped(model):  # what the benchmark's peers see: the bare forward
+        assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.dtype == torch.bfloat16
+    assert model(input_ids=torch.tensor([[1, 2, 3]])).logits.dtype == torch.float32
     answers = bf16.generate(REQUESTS)
     assert len(answers) == 3 and all(isinstance(a, str) for a in answers)
     [probs] = bf16.candidate_probs([ScoreRequest(messages=(("user", "Rate it"),),
@@ -98,3 +109,34 @@ def test_the_gpu_path_generates_and_scores(tiny_model_dir: Path, tmp_path: Path)
     [probs] = backend.candidate_probs([ScoreRequest(messages=(("user", "Rate it"),),
                                                     candidates=("1", "2"))])
     assert probs.exact and 0.0 < sum(probs.probs.values()) <= 1.0 + 1e-6
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_greedy_answers_on_the_gpu_match_the_cpu_in_float32(tiny_model_dir: Path,
+                                                            tmp_path: Path) -> None:
+    cpu = resolve(str(tiny_model_dir), cache_dir=tmp_path, device="cpu")
+    gpu = resolve(str(tiny_model_dir), cache_dir=tmp_path, device="cuda", dtype="float32")
+    greedy = [SampleRequest(messages=(("user", f"Question {i}?"),), temperature=0.0,
+                            max_tokens=12, seed=i) for i in range(4)]
+    assert gpu.generate_ids(greedy) == cpu.generate_ids(greedy)  # type: ignore[attr-defined]
+    request = ScoreRequest(messages=(("user", "Rate it"),), candidates=("1", "2", "10"))
+    [on_gpu], [on_cpu] = gpu.candidate_probs([request]), cpu.candidate_probs([request])
+    assert on_gpu.probs == pytest.approx(on_cpu.probs, abs=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpu_batch_is_sized_by_cudas_free_memory(tiny_model_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_emergent.models.hf import kv_buffer
+
+    backend = resolve(str(tiny_model_dir), cache_dir=tmp_path, device="cuda")
+    model = backend.model  # type: ignore[attr-defined]
+    per_row = kv_buffer.bytes_per_row(model.config, 4096, 4)
+    assert per_row is not None
+    free = torch.cuda.mem_get_info(0)[0]
+    assert kv_buffer.free_memory(next(model.parameters()).device) == pytest.approx(
+        free, rel=0.01)
+    # with CUDA reporting room for exactly ten rows (host memory is not asked)
+    room = int(10 * per_row / kv_buffer.MEMORY_SHARE) + 1
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *_: (room, 2 * room))
+    assert kv_buffer.rows_that_fit(model, 4096, 64) == 10

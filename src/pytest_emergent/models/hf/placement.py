@@ -10,17 +10,22 @@
 `place` moves the model and, off the CPU or below fp32, wraps its forward so callers keep
 their CPU-side code: inputs are moved to the model's device and logits / hidden states come
 back as float32 CPU tensors (the sampler and the judges read them there). The key/value cache
-stays on the device.
+stays on the device. `unwrapped` turns the wrapping off for code that handles devices itself
+(the benchmark's peers, written as a user would).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pytest_emergent.errors import ModelSpecError
 
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 DTYPES = ("auto", "float32", "bfloat16")
+#: a model attribute that, while True, makes `place`'s wrapping pass everything through
+_RAW = "_pytest_emergent_unwrapped"
 
 
 def native_bf16(device: Any) -> bool:
@@ -93,10 +98,14 @@ def place(model: Any, device: Any, dtype: Any) -> Any:
     def to_device(value: Any) -> Any:
         return value.to(device) if isinstance(value, torch.Tensor) else value
 
-    def inputs(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def inputs(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if getattr(module, _RAW, False):
+            return None
         return tuple(to_device(a) for a in args), {k: to_device(v) for k, v in kwargs.items()}
 
-    def outputs(_module: Any, _args: Any, _kwargs: Any, out: Any) -> Any:
+    def outputs(module: Any, _args: Any, _kwargs: Any, out: Any) -> Any:
+        if getattr(module, _RAW, False):
+            return None
         if getattr(out, "logits", None) is not None:
             out.logits = out.logits.float().cpu()
         if getattr(out, "hidden_states", None) is not None:
@@ -106,3 +115,15 @@ def place(model: Any, device: Any, dtype: Any) -> Any:
     model.register_forward_pre_hook(inputs, with_kwargs=True)
     model.register_forward_hook(outputs, with_kwargs=True)
     return model
+
+
+@contextmanager
+def unwrapped(model: Any) -> Iterator[Any]:
+    """`model` with `place`'s wrapping off: inputs must be on its device already, and
+    logits and hidden states stay there, in its dtype (a no-op where nothing was wrapped)."""
+    before = getattr(model, _RAW, False)
+    setattr(model, _RAW, True)
+    try:
+        yield model
+    finally:
+        setattr(model, _RAW, before)
