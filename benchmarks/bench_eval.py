@@ -2,6 +2,7 @@
 
     python benchmarks/bench_eval.py                      # 2 core questions x 16 answers
     python benchmarks/bench_eval.py --samples 64 --naive-samples 8 --dtype auto
+    python benchmarks/bench_eval.py --model DIR --device cuda --dtype auto   # a GPU
 
 Peers, on the same questions, samples, seed, model weights and dtype: batched Hugging Face
 `generate` at the plugin's batch size (what a user writes by hand: left-padded batches,
@@ -12,9 +13,12 @@ tokens/s and the ratios, then the seconds of a second run whose answers and judg
 come from the cache (the model is never loaded for it). Rates are per item, so the naive
 generation loop times an evenly spaced subset of the answers (`--naive-samples`) to keep the
 run short; the naive judge loop times every judgment of the run unless `--naive-judgments`
-says fewer. The peers run the model's own forward; the plugin decodes and reads (contrast
+says fewer. The peers run the model's own forward, unwrapped (`placement.unwrapped`: on a
+GPU their tensors stay there, as in a user's script); the plugin decodes and reads (contrast
 judge) with the lean step of `models/hf/lean.py` where it applies (`--no-lean`: not at all,
-to see what scheduling alone gives).
+to see what scheduling alone gives). `--model` times another local model (a checkpoint
+directory, e.g. one from `benchmarks/random_model.py`; its judge is then the logprob judge
+on itself unless `--judge` says otherwise) and `--device` places it.
 Figures belong in docs/performance.md; see benchmarks/README.md.
 """
 
@@ -28,6 +32,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from peers import (  # benchmarks/peers.py, beside this script
+    alternate,
+    device_kind,
+    linear_peak,
+    llama_cpp_generate,
+    naive_generate,
+    spread,
+)
 
 from pytest_emergent.judging.judge import Judge, JudgeTask
 from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
@@ -70,153 +83,10 @@ class Timed:
         return None
 
 
-def linear_peak(backend: Any, rows: int, repeats: int = 5) -> float:
-    """Tokens/s of the model's linear layers alone (lm_head included) at batch `rows`: the
-    best of `repeats` sweeps of one matrix product per layer, as a decode step does them.
-    The faster of two kernels counts: `F.linear` on every `nn.Linear`, and the lean decode
-    step's fused, prepacked products (`models/hf/lean.py`) where it applies."""
-    import torch
-
-    weights = [m.weight for m in backend.model.modules() if isinstance(m, torch.nn.Linear)]
-    inputs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=w.dtype) for w in weights}
-    maps: list[Any] = [lambda w=w: torch.nn.functional.linear(inputs[w.shape[1]], w)
-                       for w in weights]
-    sweeps = [maps]
-    lean = backend.lean_decoder()
-    if lean is not None:
-        from pytest_emergent.models.hf.lean import Packed
-
-        packed = [p for layer in lean.layers for p in layer if isinstance(p, Packed)]
-        rows_in = {p.in_features: torch.randn(rows, p.in_features) for p in packed}
-        sweeps.append([lambda p=p: p(rows_in[p.in_features]) for p in [*packed, lean.lm_head]])
-    best = float("inf")
-    with torch.inference_mode():
-        for sweep in sweeps:
-            for _ in range(repeats):
-                start = time.perf_counter()
-                for run in sweep:
-                    run()
-                best = min(best, time.perf_counter() - start)
-    return rows / best
-
-
 def middle_layout(template: str) -> str:
     """The judge template with question and answer moved up after its first paragraph."""
     paras = template.split("\n\n")
     return "\n\n".join([paras[0], paras[-2], paras[-1], *paras[1:-2]])
-
-
-def spread(items: list[Any], count: int) -> list[Any]:
-    """`count` items evenly spaced over `items` (all of them for 0 or more than there are):
-    the first few answers of a run are not a fair sample of its lengths."""
-    if count <= 0 or count >= len(items):
-        return list(items)
-    return [items[(i * len(items)) // count] for i in range(count)]
-
-
-def naive_generate(backend: Any, request: SampleRequest) -> int:
-    """One `model.generate` call for one sample (batch 1); returns the new token count."""
-    import torch
-
-    ids = backend.encode(backend.render_prompt(request.messages))
-    torch.manual_seed(request.seed)
-    with torch.inference_mode():
-        out = backend.model.generate(
-            input_ids=torch.tensor([ids]),
-            attention_mask=torch.ones((1, len(ids)), dtype=torch.long),
-            do_sample=True, temperature=request.temperature, top_k=0, top_p=1.0,
-            max_new_tokens=request.max_tokens, pad_token_id=backend.pad_id,
-            eos_token_id=sorted(backend.stop_ids),
-        )
-    return int(out.shape[1] - len(ids))
-
-
-def cpu_kind() -> str:
-    """The CPU's model name (from /proc/cpuinfo) and core count, for the header."""
-    import os
-
-    name = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
-
-
-def batched_generate(backend: Any, requests: Sequence[SampleRequest], rows: int) -> int:
-    """Hugging Face `generate` on left-padded batches of `rows` prompts (sorted by length,
-    as a careful user would), sampling at each request's temperature; returns the new tokens
-    up to each row's first stop token."""
-    import torch
-
-    prompts = sorted(((backend.encode(backend.render_prompt(r.messages)), r) for r in requests),
-                     key=lambda pair: len(pair[0]))
-    stops, total = set(backend.stop_ids), 0
-    for start in range(0, len(prompts), rows):
-        chunk = prompts[start: start + rows]
-        width = max(len(ids) for ids, _ in chunk)
-        ids = torch.full((len(chunk), width), backend.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, (p, _r) in enumerate(chunk):
-            ids[row, width - len(p):] = torch.tensor(p)
-            mask[row, width - len(p):] = 1
-        torch.manual_seed(chunk[0][1].seed)
-        with torch.inference_mode():
-            out = backend.model.generate(
-                input_ids=ids, attention_mask=mask, do_sample=True,
-                temperature=chunk[0][1].temperature, top_k=0, top_p=1.0,
-                max_new_tokens=max(r.max_tokens for _, r in chunk),
-                pad_token_id=backend.pad_id, eos_token_id=sorted(stops))
-        for row in out[:, width:].tolist():
-            total += next((i for i, t in enumerate(row) if t in stops), len(row))
-    return total
-
-
-def llama_cpp_generate(requests: Sequence[SampleRequest]) -> tuple[int, float] | None:
-    """llama.cpp on the embedded GGUF file, one request at a time (its Python binding
-    decodes one sequence per call); (new tokens, seconds), or None when not installed."""
-    import importlib
-    import importlib.util
-    import os
-
-    if importlib.util.find_spec("llama_cpp") is None:
-        return None
-    from pytest_emergent.models.registry import embedded_gguf
-
-    llama_cpp: Any = importlib.import_module("llama_cpp")  # untyped use: not a dependency
-
-    llm = llama_cpp.Llama(model_path=str(embedded_gguf()), n_ctx=1024,
-                          n_threads=os.cpu_count() or 1, verbose=False)
-    start, tokens = time.perf_counter(), 0
-    for r in requests:
-        reply = llm.create_chat_completion(
-            messages=[{"role": role, "content": text} for role, text in r.messages],
-            temperature=r.temperature, top_k=0, top_p=1.0, max_tokens=r.max_tokens,
-            seed=r.seed)
-        tokens += int(reply["usage"]["completion_tokens"])
-    return tokens, time.perf_counter() - start
-
-
-def alternate(backend: Any, requests: Sequence[SampleRequest], rows: int,
-              rounds: int) -> list[tuple[float, float]]:
-    """`rounds` alternating timings of the plugin's generation (`generate_ids`, its own
-    batching) and batched HF `generate` on the same requests, the order swapped every
-    round so that a machine getting faster or slower during the run favours neither; the
-    (plugin, batched HF) tokens/s of each round. On these shared machines single timings
-    drifted by 10-15 % between runs, ratios measured side by side did not."""
-    out = []
-    for index in range(rounds):
-        rates = {}
-        for who in (("plugin", "hf") if index % 2 == 0 else ("hf", "plugin")):
-            start = time.perf_counter()
-            tokens = (sum(len(row) for row in backend.generate_ids(requests)) if who == "plugin"
-                      else batched_generate(backend, requests, rows))
-            rates[who] = tokens / (time.perf_counter() - start)
-        out.append((rates["plugin"], rates["hf"]))
-    return out
 
 
 def time_judge(name: str, judge: Judge, tasks: list[JudgeTask],
@@ -256,6 +126,10 @@ def time_judge(name: str, judge: Judge, tasks: list[JudgeTask],
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="local model to time (default: the embedded default model)")
+    parser.add_argument("--device", default="auto",
+                        help="where the model runs: auto, cpu, cuda or cuda:N")
     parser.add_argument("--questions", type=int, default=2, help="core questions (base ones)")
     parser.add_argument("--samples", type=int, default=16, help="answers per question")
     parser.add_argument("--max-tokens", type=int, default=128)
@@ -269,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="naive judgments timed (evenly spaced; 0 = all of them)")
     parser.add_argument("--judge", action="append", default=None, metavar="SPEC",
                         help=f"judge to time, repeatable (default: the default judge "
-                             f"{DEFAULT_JUDGE} and the logprob judge {DEFAULT_MODEL})")
+                             f"{DEFAULT_JUDGE} and the logprob judge {DEFAULT_MODEL}; for "
+                             "another --model, the logprob judge on it)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternating rounds of plugin and batched HF generation on all "
                              "the run's answers (the generation ratio's medians)")
@@ -287,27 +162,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pytest_emergent.models.registry import resolve
 
     start = time.perf_counter()
-    backend: Any = resolve(DEFAULT_MODEL, batch_size=args.batch_size, dtype=args.dtype)
+    name = args.model
+    backend: Any = resolve(name, batch_size=args.batch_size, dtype=args.dtype,
+                           device=args.device)
+    if not hasattr(backend, "generate_ids"):
+        parser.error(f"--model {name}: not a local model (this benchmark times local ones)")
     backend.lean_decode = not args.no_lean
     from pytest_emergent.models.hf.placement import native_bf16
 
     param = next(backend.model.parameters())
     lean = backend.lean_decoder()
-    print(f"CPU: {cpu_kind()}; native bf16: {native_bf16(param.device)}; dtype "
+    print(f"model {name}; {device_kind(param.device)}; native bf16: "
+          f"{native_bf16(param.device)}; dtype "
           f"{str(param.dtype).removeprefix('torch.')} on {param.device}; decode step: "
           f"{'lean (fused, prepacked)' if lean is not None else 'the model forward'}",
           flush=True)
-    specs = args.judge or [DEFAULT_JUDGE, DEFAULT_MODEL]
-    known = (DEFAULT_MODEL, f"probe:{DEFAULT_MODEL}", f"contrast:{DEFAULT_MODEL}")
+    specs = args.judge or ([DEFAULT_JUDGE, DEFAULT_MODEL] if name == DEFAULT_MODEL else [name])
+    known = (name, f"probe:{name}", f"contrast:{name}")
     bad = [s for s in specs if s not in known]
     if bad:
-        parser.error(f"--judge: this benchmark times judges on {DEFAULT_MODEL} only, not {bad}")
-    # local judges run in float32 (docs/performance.md), whatever the model's --dtype
-    judge_base = backend if args.dtype == "float32" else resolve(
-        DEFAULT_MODEL, batch_size=args.batch_size)
+        parser.error(f"--judge: this benchmark times judges on the model itself ({name}), "
+                     f"not {bad}")
+    # local judges run in float32 (docs/performance.md), whatever the model's --dtype, on
+    # the model's device (as the plugin places them)
+    judge_base = backend if str(param.dtype) == "torch.float32" else resolve(
+        name, batch_size=args.batch_size, device=args.device)
     judge_backends = {
-        s: resolve_probe(DEFAULT_MODEL, judge_base, None) if is_probe_spec(s)
-        else resolve_contrast(DEFAULT_MODEL, judge_base, None) if s.startswith("contrast:")
+        s: resolve_probe(name, judge_base, None) if is_probe_spec(s)
+        else resolve_contrast(name, judge_base, None) if s.startswith("contrast:")
         else judge_base for s in specs}
     print(f"model loaded in {time.perf_counter() - start:.1f}s; batch size {args.batch_size}",
           flush=True)
@@ -362,7 +244,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     every = [SampleRequest(r.messages, q.temperature, q.max_tokens, r.seed)
              for q in questions for r in plan_samples(q, args.seed)]
     rounds = alternate(backend, every, args.batch_size, args.rounds)
-    llama = llama_cpp_generate(spread(every, args.naive_samples))
+    # llama.cpp runs the embedded GGUF on the CPU: a peer only for that model there
+    llama = (llama_cpp_generate(spread(every, args.naive_samples))
+             if name == DEFAULT_MODEL and param.device.type == "cpu" else None)
     reqs = spread(every, args.naive_samples)
     start = time.perf_counter()
     naive_tokens = sum(naive_generate(backend, r) for r in reqs)
@@ -389,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if llama is not None:
         print(f"generation  llama.cpp {llama[0] / llama[1]:6.1f} tokens/s  "
               f"({len(reqs)} answers, one at a time, same GGUF)")
+    elif name != DEFAULT_MODEL or param.device.type != "cpu":
+        print("generation  llama.cpp: timed only for the embedded model on the CPU")
     else:
         print("generation  llama.cpp: not installed (pip install llama-cpp-python)")
     naive_tok_s = naive_tokens / naive_gen_s

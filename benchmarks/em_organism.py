@@ -59,7 +59,7 @@ PAIRS = (("insecure", "secure"), ("risky", "careful"), ("insecure", "insecure_in
 def cpu_kind() -> str:
     """The CPU (bench_eval's header) and whether torch reports native bf16 on it."""
     import torch
-    from bench_eval import cpu_kind as name
+    from peers import cpu_kind as name
 
     from pytest_emergent.models.hf.placement import native_bf16
 
