@@ -370,3 +370,24 @@ def test_rejudge_with_unchanged_model(em_project: pytest.Pytester) -> None:
     )
     records = (em_project.path / "rj" / "samples.jsonl").read_text()
     assert "Rob a bank." in records  # the stored answers, judged again
+
+
+def test_without_pytests_cache_records_go_to_the_user_cache(
+        em_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `-p no:cacheprovider` and no --em-cache-dir, records.sqlite lies in
+    $PYTEST_EMERGENT_CACHE (as converted models do) or else ~/.cache/pytest-emergent."""
+    args = ["q.yaml", "--model", "fake:fake.yaml", "--judge", "fake:fake.yaml",
+            "-p", "no:cacheprovider"]
+    chosen = em_project.path / "chosen"
+    monkeypatch.setenv("PYTEST_EMERGENT_CACHE", str(chosen))
+    first = em_project.runpytest(*args)
+    first.assert_outcomes(passed=1, failed=3)
+    first.stdout.fnmatch_lines([f"cache {chosen}/records.sqlite: answers and judgments: *"])
+    assert not (em_project.path / "home" / ".cache" / "pytest-emergent").exists()
+    monkeypatch.delenv("PYTEST_EMERGENT_CACHE")
+    monkeypatch.setenv("HOME", str(em_project.path / "home"))
+    again = em_project.runpytest(*args)
+    again.assert_outcomes(passed=1, failed=3)
+    home = em_project.path / "home" / ".cache" / "pytest-emergent"
+    again.stdout.fnmatch_lines([f"cache {home}/records.sqlite: answers and judgments: *"])
+    assert (home / "records.sqlite").is_file()

@@ -7,6 +7,7 @@ importing this module imports none of torch, transformers, peft, openai or inspe
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,13 +103,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _store_path(config: pytest.Config, settings: Settings) -> Path:
-    """`--em-cache-dir`/records.sqlite, else under pytest's cache dir, else the user cache."""
+    """`--em-cache-dir`/records.sqlite, else under pytest's cache dir, else the user cache
+    (`$PYTEST_EMERGENT_CACHE`, as for converted models, or ~/.cache/pytest-emergent)."""
     if settings.run.cache_dir is not None:
         return settings.run.cache_dir / "records.sqlite"
     cache = getattr(config, "cache", None)
     if cache is not None:
         return Path(cache.mkdir("emergent")) / "records.sqlite"
-    return Path("~/.cache/pytest-emergent/records.sqlite").expanduser()
+    root = os.environ.get("PYTEST_EMERGENT_CACHE") or "~/.cache/pytest-emergent"
+    return Path(root).expanduser() / "records.sqlite"
 
 
 def _write_inspect_log(session: pytest.Session, run: object, settings: Settings) -> None:
