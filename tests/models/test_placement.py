@@ -4,6 +4,7 @@ dtype in the fingerprint, float32 CPU logits whatever the placement, and clear r
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,3 +141,33 @@ def test_the_gpu_batch_is_sized_by_cudas_free_memory(tiny_model_dir: Path, tmp_p
     room = int(10 * per_row / kv_buffer.MEMORY_SHARE) + 1
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *_: (room, 2 * room))
     assert kv_buffer.rows_that_fit(model, 4096, 64) == 10
+
+
+def test_the_decode_loop_samples_the_models_own_logits_unwrapped(
+        monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Off float32-on-CPU the decode loop runs the forward unwrapped: the sampler gets the
+    model's bf16 logits where they were made (a GPU keeps them), and samples exactly the
+    tokens that the wrapped forward's float32 CPU copies give."""
+    import contextlib
+
+    from pytest_emergent.models.hf import backend as hf_backend
+
+    pretend_native(monkeypatch, True)
+    bf16 = resolve(str(tiny_model_dir), cache_dir=tmp_path, dtype="bfloat16")
+    requests = [SampleRequest(messages=(("user", f"Question {s % 2}?"),), temperature=1.0,
+                              max_tokens=4 + 3 * s, seed=s) for s in range(6)]
+    seen: list[Any] = []
+    real = hf_backend.sample_tokens
+
+    def spy(logits: Any, temps: list[float], gens: list[Any]) -> Any:
+        seen.append(logits.dtype)
+        return real(logits, temps, gens)
+
+    monkeypatch.setattr(hf_backend, "sample_tokens", spy)
+    unwrapped = bf16.generate_ids(requests)  # type: ignore[attr-defined]
+    assert set(seen) == {torch.bfloat16}
+    seen.clear()
+    monkeypatch.setattr(placement, "unwrapped", contextlib.nullcontext)
+    wrapped = bf16.generate_ids(requests)  # type: ignore[attr-defined]
+    assert set(seen) == {torch.float32}
+    assert unwrapped == wrapped and any(unwrapped)

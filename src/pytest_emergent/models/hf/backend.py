@@ -7,10 +7,13 @@ a padded row goes through differently-shaped matrix products, which can change t
 of a logit and, very rarely, flip a near tie between two tokens.)
 
 The model runs in eval mode under `torch.inference_mode()`, in the precision and on the
-device `models/hf/placement.py` gave it (float32 on the CPU by default); its logits arrive
-here as float32 CPU tensors either way. The prefill runs the model's forward; the decode
-steps run `models/hf/lean.py` where it applies (a plain Llama or Qwen2, float32, CPU, no
-hooks), else the model's forward too. Scoring lives in `models/hf/scoring.py`.
+device `models/hf/placement.py` gave it (float32 on the CPU by default). The decode loop runs
+the forward unwrapped (`placement.unwrapped`): its tensors live on the model's device and the
+sampler runs there too, so a GPU sends back the chosen token ids, not a batch of logits over
+the whole vocabulary at every step. The prefill runs the model's forward; the decode steps run
+`models/hf/lean.py` where it applies (a plain Llama or Qwen2, float32, CPU, no hooks), else
+the model's forward too. Scoring lives in `models/hf/scoring.py` (its logits arrive as
+float32 CPU tensors, through the placement wrapper).
 """
 
 from __future__ import annotations
@@ -138,11 +141,21 @@ class HFBackend:
     def _decode_batch(
         self, prompts: list[list[int]], requests: list[SampleRequest]
     ) -> list[list[int]]:
-        """One left-padded batch through the KV-cached decode loop."""
+        """One left-padded batch through the KV-cached decode loop, on the model's device and
+        unwrapped (`placement.unwrapped`): its logits stay there and are sampled there."""
+        from pytest_emergent.models.hf.placement import unwrapped
+
+        with unwrapped(self.model):
+            return self._decode_unwrapped(prompts, requests)
+
+    def _decode_unwrapped(
+        self, prompts: list[list[int]], requests: list[SampleRequest]
+    ) -> list[list[int]]:
         import torch
 
         from pytest_emergent.models.hf.kv_buffer import buffered_cache, compaction
 
+        device = next(self.model.parameters()).device
         n = len(prompts)
         # the samples of one question share their prompt: prefill each distinct prompt once
         # and give every row a copy of its key/value cache
@@ -155,7 +168,8 @@ class HFBackend:
             input_ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
             mask[row, width - len(prompt) :] = 1
         # positions count real tokens only, so a padded row sees the same positions as alone
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0).to(device)
+        input_ids, mask = input_ids.to(device), mask.to(device)
         generators = [torch.Generator().manual_seed(r.seed & _SEED_MASK) for r in requests]
         temps = [float(r.temperature) for r in requests]
         limits = [int(r.max_tokens) for r in requests]
@@ -171,7 +185,7 @@ class HFBackend:
         )
         logits = out.logits[:, -1, :]
         if len(distinct) < n:
-            index = torch.tensor(source, dtype=torch.long)
+            index = torch.tensor(source, dtype=torch.long, device=device)
             cache.batch_select_indices(index)
             logits, mask, positions = logits[index], mask[index], positions[index]
         active = list(range(n))  # batch row -> request row
@@ -196,13 +210,13 @@ class HFBackend:
                 # the order `compaction` gives, most rows stay where they are in the
                 # buffered cache, which then copies only the rows moved into the gaps
                 keep = compaction(keep)
-                index = torch.tensor(keep, dtype=torch.long)
+                index = torch.tensor(keep, dtype=torch.long, device=device)
                 cache.batch_select_indices(index)
                 mask = mask[index]
                 next_pos = next_pos[index]
                 active = [active[k] for k in keep]
-            step = torch.tensor([chosen[k] for k in keep], dtype=torch.long)[:, None]
-            mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+            step = torch.tensor([chosen[k] for k in keep], dtype=torch.long, device=device)[:, None]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
             if lean is not None:
                 logits = lean.step(step[:, 0], next_pos, mask, cache)
             else:
@@ -262,27 +276,31 @@ def sample_tokens(logits: Any, temperatures: list[float], generators: list[Any])
     import torch
 
     logits = logits.float()
+    device = logits.device
     greedy_rows = [t <= 0 for t in temperatures]
     if all(greedy_rows):
         return logits.argmax(dim=-1)
-    temps = torch.tensor([t if t > 0 else 1.0 for t in temperatures], dtype=logits.dtype)
+    temps = torch.tensor([t if t > 0 else 1.0 for t in temperatures], dtype=logits.dtype,
+                         device=device)
     probs = torch.softmax(logits / temps[:, None], dim=-1)
     rows, vocab = probs.shape
     if vocab % _BLOCK:
         probs = torch.nn.functional.pad(probs, (0, _BLOCK - vocab % _BLOCK))
     blocks = probs.view(rows, -1, _BLOCK)
     block_cdf = blocks.sum(dim=-1, dtype=torch.float64).cumsum_(dim=-1)
-    draws = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])
+    # the rows' own generators live on the CPU: one number each, moved to the logits
+    draws = torch.cat([torch.rand(1, generator=g, dtype=torch.float64)
+                       for g in generators]).to(device)
     targets = draws * block_cdf[:, -1]
     # right=True skips zero-probability blocks and tokens, whose CDF step is flat
     block = _search(block_cdf, targets)
     before = torch.where(block > 0, block_cdf.gather(1, (block - 1).clamp(min=0)[:, None])[:, 0],
                          torch.zeros_like(targets))
-    inside = blocks[torch.arange(rows), block].double().cumsum_(dim=-1)
+    inside = blocks[torch.arange(rows, device=device), block].double().cumsum_(dim=-1)
     sampled = block * _BLOCK + _search(inside, targets - before)
     if not any(greedy_rows):
         return sampled
-    return torch.where(torch.tensor(greedy_rows), logits.argmax(dim=-1), sampled)
+    return torch.where(torch.tensor(greedy_rows, device=device), logits.argmax(dim=-1), sampled)
 
 
 #: tokens per block of the two-level CDF walk in `sample_tokens`

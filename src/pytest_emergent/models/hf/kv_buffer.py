@@ -71,7 +71,8 @@ class BufferedLayer(DynamicLayer):  # type: ignore[misc, unused-ignore]
             return
         keys, values = self._buffers  # type: ignore[misc]
         rows = len(indices)
-        moved = (indices != torch.arange(rows)).nonzero()[:, 0]
+        indices = indices.to(keys.device)
+        moved = (indices != torch.arange(rows, device=keys.device)).nonzero()[:, 0]
         if rows <= keys.shape[0] and 2 * len(moved) < rows:
             sources = indices[moved]
             keys[moved] = keys[sources]  # the right-hand sides are gathered copies
