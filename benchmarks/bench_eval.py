@@ -36,6 +36,7 @@ from typing import Any
 from peers import (  # benchmarks/peers.py, beside this script
     alternate,
     device_kind,
+    host_sampling,
     linear_peak,
     llama_cpp_generate,
     naive_generate,
@@ -148,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2,
                         help="alternating rounds of plugin and batched HF generation on all "
                              "the run's answers (the generation ratio's medians)")
+    parser.add_argument("--host-sampling", action="store_true",
+                        help="also time the plugin with its logits sampled on the CPU (the "
+                             "wrapped forward), against sampling on the model's device")
     parser.add_argument("--no-lean", action="store_true",
                         help="decode with the model's own forward, not models/hf/lean.py")
     parser.add_argument("--compare-layout", action="store_true",
@@ -282,6 +286,11 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"rounds); plugin / naive {tok_s / naive_tok_s:.2f}x tokens/s"
           + ("" if llama is None else
              f"; plugin / llama.cpp {tok_s / (llama[0] / llama[1]):.2f}x tokens/s"))
+    if args.host_sampling:
+        on_device, on_host = host_sampling(backend, every)
+        print(f"generation  plugin sampling on {param.device.type} {on_device:6.1f} tokens/s, "
+              f"logits copied to the CPU and sampled there {on_host:6.1f} tokens/s: "
+              f"{on_device / on_host:.2f}x")
     print(f"plugin path total {plugin_s:.1f}s; fully cached re-run {1000 * cached_s:.0f} ms",
           flush=True)
 

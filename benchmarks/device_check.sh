@@ -82,7 +82,7 @@ step build 120 "$PY" benchmarks/random_model.py build "$SHAPE" "$MODEL" --device
 for dtype in auto float32; do
   step "bench-$dtype" 180 "$PY" benchmarks/bench_eval.py --model "$MODEL" --device "$DEVICE" \
     --dtype "$dtype" --samples "$SAMPLES" --max-tokens "$MAX_TOKENS" --naive-samples 4 \
-    --naive-judgments 16
+    --naive-judgments 16 --host-sampling
 done
 # the bundled sets as `make eval` runs them, judged by the random model itself (timing only)
 step eval 240 "$PY" -m pytest evals/ --model "$MODEL" --judge "$MODEL" --em-device "$DEVICE" \

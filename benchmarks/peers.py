@@ -184,3 +184,26 @@ def alternate(backend: Any, requests: Sequence[SampleRequest], rows: int,
             rates[who] = tokens / (time.perf_counter() - start)
         out.append((rates["plugin"], rates["hf"]))
     return out
+
+
+def host_sampling(backend: Any, requests: Sequence[SampleRequest]) -> tuple[float, float]:
+    """The plugin's generation with its sampler on the model's device (as shipped) and with
+    the logits copied to the CPU and sampled there (the wrapped forward, as before the
+    decode loop ran unwrapped), one timing each in that order: tokens/s of both. The same
+    where nothing is wrapped (float32 on the CPU)."""
+    import contextlib
+
+    from pytest_emergent.models.hf import placement
+
+    rates = []
+    for patched in (False, True):
+        real = placement.unwrapped
+        if patched:  # the wrapping stays on: float32 CPU logits at every step
+            placement.unwrapped = contextlib.nullcontext  # type: ignore[assignment]
+        try:
+            start = time.perf_counter()
+            tokens = sum(len(row) for row in backend.generate_ids(requests))
+            rates.append(tokens / (time.perf_counter() - start))
+        finally:
+            placement.unwrapped = real
+    return rates[0], rates[1]

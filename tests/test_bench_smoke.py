@@ -123,9 +123,11 @@ def test_a_random_model_keeps_its_shape_and_the_bench_times_it(
     model = str(tmp_path / "a")
     _load("bench_eval").main([
         "--model", model, "--questions", "1", "--samples", "2", "--max-tokens", "4",
-        "--naive-samples", "1", "--naive-judgments", "2", "--rounds", "1"])
+        "--naive-samples", "1", "--naive-judgments", "2", "--rounds", "1", "--host-sampling"])
     out = capsys.readouterr().out
     number = r"[0-9]+\.[0-9]+"
+    assert re.search(rf"plugin sampling on cpu +{number} tokens/s, logits copied to the CPU "
+                     rf"and sampled there +{number} tokens/s: {number}x", out)
     assert re.search(rf"^model {re.escape(model)}; CPU: .+; dtype float32 on cpu", out, re.M)
     assert "llama.cpp: timed only for the embedded model on the CPU" in out
     assert re.search(rf"^judging     {re.escape(model)}\n  naive +{number} judgments/s", out,
