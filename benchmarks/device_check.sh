@@ -31,6 +31,9 @@ MODEL=${MODEL_DIR:-/tmp/device-check-model}
 # samples per paraphrase of the eval step (empty: the question files' own, as `make eval`)
 EVAL_SAMPLES=${EVAL_SAMPLES:-}
 WORKERS=${WORKERS:-8}
+# seconds the whole run may take: a device command is stopped at 600 s, and whatever is
+# still running then would leave its log unfinished
+BUDGET=${BUDGET:-540}
 
 case "$MODE" in
 prepare)
@@ -49,12 +52,20 @@ mkdir -p "$OUT"
 CACHE=/tmp/device-check-cache
 rm -rf "$CACHE" /tmp/device-check-report
 export PYTHONUNBUFFERED=1 PYTEST_EMERGENT_CACHE=$CACHE
-# step NAME LIMIT COMMAND...: run it with a time limit, log to $OUT/NAME.log, keep going
+DEADLINE=$(( $(date +%s) + BUDGET ))
+# step NAME LIMIT COMMAND...: run it with a time limit (never past the deadline), log to
+# $OUT/NAME.log, keep going
 step() {
-  local name=$1 limit=$2 start rc
+  local name=$1 limit=$2 start rc left
   shift 2
   start=$(date +%s)
-  echo "== $name: $*" | tee "$OUT/$name.log"
+  left=$(( DEADLINE - start ))
+  if [ "$left" -lt 15 ]; then
+    echo "$name skipped: ${BUDGET}s budget spent" | tee -a "$OUT/summary.txt"
+    return 0
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name (limit ${limit}s): $*" | tee "$OUT/$name.log"
   timeout "$limit" "$@" >> "$OUT/$name.log" 2>&1
   rc=$?
   echo "$name rc=$rc $(( $(date +%s) - start ))s" | tee -a "$OUT/summary.txt"
@@ -67,25 +78,30 @@ if [ ! -f "$SHAPE/config.json" ]; then
   exit 2
 fi
 
-step env 60 bash -c "nvidia-smi -L; $PY -c 'import torch, transformers, sys
+step env 30 bash -c "nvidia-smi -L; $PY -c 'import torch, transformers, sys
 print(sys.version.split()[0], \"torch\", torch.__version__, \"transformers\", transformers.__version__)
 print(\"cuda\", torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"\")
 print(\"bf16\", torch.cuda.is_available() and torch.cuda.is_bf16_supported())'; nproc; free -g"
 # no network there: no build isolation, no dependencies (torch, transformers, pytest, jinja2,
 # pyyaml and regex are in its image)
-step install 180 "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e .
+step install 90 "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e .
+PLUGIN=()
+if ! grep -q "^install rc=0 " "$OUT/summary.txt"; then  # run from the checkout instead
+  export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
+  PLUGIN=(-p pytest_emergent.plugin.hooks)
+fi
 # tests/models and tests/judging need no openai or inspect-ai (those tests skip); 65 s on 2
 # CPU cores; `auto` is the CPU in the suite, the GPU tests name cuda (tests/conftest.py)
-step tests 240 "$PY" -m pytest -q -p no:cacheprovider -m "not integration" -rs -n "$WORKERS" \
-  tests/models tests/judging
-step build 120 "$PY" benchmarks/random_model.py build "$SHAPE" "$MODEL" --device "$DEVICE"
+step tests 150 "$PY" -m pytest ${PLUGIN[@]+"${PLUGIN[@]}"} -q -p no:cacheprovider -m "not integration" -rs \
+  -n "$WORKERS" tests/models tests/judging
+step build 90 "$PY" benchmarks/random_model.py build "$SHAPE" "$MODEL" --device "$DEVICE"
 for dtype in auto float32; do
-  step "bench-$dtype" 180 "$PY" benchmarks/bench_eval.py --model "$MODEL" --device "$DEVICE" \
+  step "bench-$dtype" 120 "$PY" benchmarks/bench_eval.py --model "$MODEL" --device "$DEVICE" \
     --dtype "$dtype" --samples "$SAMPLES" --max-tokens "$MAX_TOKENS" --naive-samples 4 \
     --naive-judgments 16 --host-sampling
 done
 # the bundled sets as `make eval` runs them, judged by the random model itself (timing only)
-step eval 240 "$PY" -m pytest evals/ --model "$MODEL" --judge "$MODEL" --em-device "$DEVICE" \
+step eval 150 "$PY" -m pytest ${PLUGIN[@]+"${PLUGIN[@]}"} evals/ --model "$MODEL" --judge "$MODEL" --em-device "$DEVICE" \
   --em-dtype auto --em-report /tmp/device-check-report --em-cache-dir "$CACHE/records" -q \
   -p no:cacheprovider --durations 5 \
   ${EVAL_SAMPLES:+--em-samples "$EVAL_SAMPLES"}
