@@ -9,9 +9,10 @@
 
 `place` moves the model and, off the CPU or below fp32, wraps its forward so callers keep
 their CPU-side code: inputs are moved to the model's device and logits / hidden states come
-back as float32 CPU tensors (the sampler and the judges read them there). The key/value cache
-stays on the device. `unwrapped` turns the wrapping off for code that handles devices itself
-(the benchmark's peers, written as a user would).
+back as float32 CPU tensors (the scorers and the judges read them there). The key/value cache
+stays on the device. `unwrapped` turns the wrapping off for code that handles devices itself:
+the decode loop, which samples on the device, and the benchmark's peers, written as a user
+would.
 """
 
 from __future__ import annotations
