@@ -18,7 +18,6 @@ pytest_plugins = ["pytester"]
 os.environ.setdefault("PYTEST_EMERGENT_MODELS", str(store_root()))
 
 
-
 @pytest.fixture(autouse=True)
 def _auto_device_is_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """`--em-device auto` (the default) means the CPU in this suite, on a machine with a GPU
