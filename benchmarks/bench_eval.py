@@ -172,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not hasattr(backend, "generate_ids"):
         parser.error(f"--model {name}: not a local model (this benchmark times local ones)")
     backend.lean_decode = not args.no_lean
+    import torch
+
     from pytest_emergent.models.hf.placement import native_bf16
 
     param = next(backend.model.parameters())
@@ -189,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                      f"not {bad}")
     # local judges run in float32 (docs/performance.md), whatever the model's --dtype, on
     # the model's device (as the plugin places them)
-    judge_base = backend if str(param.dtype) == "torch.float32" else resolve(
+    judge_base = backend if param.dtype == torch.float32 else resolve(
         name, batch_size=args.batch_size, device=args.device)
     judge_backends = {
         s: resolve_probe(name, judge_base, None) if is_probe_spec(s)
