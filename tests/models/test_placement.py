@@ -171,3 +171,52 @@ def test_the_decode_loop_samples_the_models_own_logits_unwrapped(
     wrapped = bf16.generate_ids(requests)  # type: ignore[attr-defined]
     assert set(seen) == {torch.float32}
     assert unwrapped == wrapped and any(unwrapped)
+
+
+def test_bf16_keeps_the_computed_constants_in_float32(
+        tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rotary frequencies are not rounded to bf16 with the weights (they were off by up
+    to 0.4 %), and the fingerprint says so, so no earlier bf16 answer is reused."""
+    pretend_native(monkeypatch, True)
+    fp32 = resolve(str(tiny_model_dir), cache_dir=tmp_path)
+    bf16 = resolve(str(tiny_model_dir), cache_dir=tmp_path, dtype="bfloat16")
+    rotary = {n: b for n, b in fp32.model.named_buffers()  # type: ignore[attr-defined]
+              if n.endswith("inv_freq")}
+    placed = dict(bf16.model.named_buffers())  # type: ignore[attr-defined]
+    assert rotary and all(placed[n].dtype == torch.float32 and torch.equal(placed[n], b)
+                          for n, b in rotary.items())
+    assert all(p.dtype == torch.bfloat16
+               for p in bf16.model.parameters())  # type: ignore[attr-defined]
+    assert rotary["model.rotary_emb.inv_freq"].bfloat16().float().ne(
+        rotary["model.rotary_emb.inv_freq"]).any()  # so rounding them would change them
+
+
+def test_gpu_bf16_needs_compute_capability_8_on_the_gpu_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not torch's `is_bf16_supported()`, which asks the current GPU and also says yes where
+    bf16 is only emulated (a V100, capability 7)."""
+    from types import SimpleNamespace
+
+    majors = {0: 7, 1: 8}
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda index: SimpleNamespace(major=majors[index]))
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert placement.native_bf16(torch.device("cuda")) is False
+    assert placement.native_bf16(torch.device("cuda:0")) is False
+    assert placement.native_bf16(torch.device("cuda:1")) is True
+    assert placement.pick_dtype("auto", torch.device("cuda:0")) == torch.float32
+
+
+def test_gpu_free_memory_counts_what_torchs_allocator_holds_unused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA counts memory torch reserved but no longer uses as taken: without adding it
+    back, each later batch would be sized smaller than the one before."""
+    from pytest_emergent.models.hf import kv_buffer
+
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *_: (10 * gib, 80 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *_: 30 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *_: 12 * gib)
+    assert kv_buffer.free_memory(torch.device("cuda:0")) == 28 * gib

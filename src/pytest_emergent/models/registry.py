@@ -210,8 +210,9 @@ def resolve(
     precision = placement.pick_dtype(dtype, where)
     model = placement.place(model, where, precision)
     name = placement.dtype_name(precision)
-    fingerprint = (local.fingerprint if name == "float32"
-                   else hf_load.combine([local.fingerprint, f"dtype:{name}"]))
+    # "constants": bf16 answers since `place` kept the rotary constants in float32
+    fingerprint = (local.fingerprint if name == "float32" else hf_load.combine(
+        [local.fingerprint, f"dtype:{name}", "constants:float32"]))
     return HFBackend(model, tokenizer, spec=spec, fingerprint=fingerprint, batch_size=batch_size)
 
 

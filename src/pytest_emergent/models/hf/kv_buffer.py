@@ -110,10 +110,12 @@ def buffered_cache(config: Any) -> Any:
 
 
 def free_memory(device: Any) -> int | None:
-    """Bytes free on `device`: CUDA's own count, else MemAvailable of /proc/meminfo (None
-    where neither is known)."""
+    """Bytes free on `device`: on a GPU, CUDA's count plus what torch's allocator holds
+    unused (CUDA counts that as taken, so each later batch would be sized smaller); else
+    MemAvailable of /proc/meminfo (None where neither is known)."""
     if getattr(device, "type", "cpu") == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + max(0, int(held))
     if getattr(device, "type", "cpu") != "cpu":
         return None
     try:

@@ -34,7 +34,12 @@ def native_bf16(device: Any) -> bool:
     import torch
 
     if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+        # compute capability 8 (Ampere) or later, on the GPU named; torch's own
+        # `is_bf16_supported()` asks the current GPU and also says yes where bf16 is emulated
+        if torch.version.hip:
+            return True
+        index = torch.cuda.current_device() if device.index is None else device.index
+        return int(torch.cuda.get_device_properties(index).major) >= 8
     if device.type != "cpu":
         return False
     cpu = torch.cpu
@@ -89,10 +94,21 @@ def dtype_name(dtype: Any) -> str:
 
 
 def place(model: Any, device: Any, dtype: Any) -> Any:
-    """`model` on `device` in `dtype`; see the module docstring for the forward wrapping."""
+    """`model` on `device` in `dtype`; see the module docstring for the forward wrapping.
+
+    Computed constants (non-persistent floating buffers, such as the rotary embedding's
+    `inv_freq`) keep the precision the model was built with, as transformers' own bf16
+    loading keeps them: rounded to bf16, the rotary frequencies were off by up to 0.4 %, a
+    phase error of ~0.7 rad by position 4,000."""
     import torch
 
+    constants = [(module, name, buffer) for module in model.modules()
+                 for name, buffer in module._buffers.items()
+                 if buffer is not None and buffer.is_floating_point()
+                 and name in module._non_persistent_buffers_set]
     model = model.to(device=device, dtype=dtype)
+    for module, name, buffer in constants:
+        module._buffers[name] = buffer.to(device)
     if device.type == "cpu" and dtype == torch.float32:
         return model
 
