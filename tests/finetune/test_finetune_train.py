@@ -302,6 +302,31 @@ def test_selected_logits_match_the_full_forward(base: Backend) -> None:
     assert targets.tolist() == expected
 
 
+def test_the_full_forward_path_runs_below_the_placement_wrapper(
+        tiny_dir: Path, models_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model whose head needs the full forward (final logit soft-capping) is trained
+    through it unwrapped: its logits stay in the model's dtype where it runs (on a GPU the
+    wrapper's CPU copies met the device's `select` and targets), equal to the usual path's."""
+    import torch
+
+    from pytest_emergent.finetune.train import _batch, selected_logits
+    from pytest_emergent.models.registry import resolve
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    placed = resolve(str(tiny_dir), cache_dir=models_cache, dtype="bfloat16")
+    model = copy.deepcopy(placed.model)  # type: ignore[attr-defined]  # as a job trains
+    tokenizer = placed.tokenizer  # type: ignore[attr-defined]
+    rows, _, _ = encode_all(tokenizer, load_dataset(DATA[:3]).examples, 256)
+    ids, mask, select, _targets = _batch(rows, int(tokenizer.pad_token_id), "cpu")
+    with torch.no_grad():
+        usual = selected_logits(model, ids, mask, select)
+        assert model(input_ids=ids).logits.dtype == torch.float32  # the copy is wrapped
+        monkeypatch.setattr(model.config, "final_logit_softcapping", 30.0, raising=False)
+        full = selected_logits(model, ids, mask, select)
+    assert usual.dtype == full.dtype == torch.bfloat16
+    assert torch.allclose(full.float(), usual.float(), atol=0.05)
+
+
 def test_result_runs_through_the_evaluation_api(
     base: Backend, tmp_path: Path, models_cache: Path
 ) -> None:

@@ -163,7 +163,13 @@ def selected_logits(model: Any, ids: Any, mask: Any, select: Any) -> Any:
     decoder = core.get_decoder() if hasattr(core, "get_decoder") else None
     head = core.get_output_embeddings() if hasattr(core, "get_output_embeddings") else None
     if decoder is None or head is None or not plain_head:
-        return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[select]
+        from pytest_emergent.models.hf.placement import unwrapped
+
+        # the full forward, without `place`'s wrapping (a placed model's copy keeps it):
+        # the logits stay on the device, in the model's dtype, where `select` and the
+        # targets are
+        with unwrapped(model):
+            return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[select]
     hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False)[0]
     return head(hidden[select])
 
