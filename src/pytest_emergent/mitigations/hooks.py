@@ -55,8 +55,9 @@ def _edit(mode: str, vector: Any, scale: float) -> Callable[[Any], Any]:
         unit = vector / vector.norm().clamp_min(torch.finfo(vector.dtype).tiny)
 
         def ablate(hidden: Any) -> Any:
-            u = unit.to(hidden.dtype)
-            return hidden - (hidden @ u)[..., None] * u
+            # the projection in float32 (unit is): in bf16 a share of the direction stayed
+            exact = hidden.float()
+            return (exact - (exact @ unit)[..., None] * unit).to(hidden.dtype)
 
         return ablate
     if mode == "add":
