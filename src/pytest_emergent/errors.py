@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 
 class EmergentError(Exception):
@@ -50,6 +52,16 @@ class MissingDependencyError(EmergentError):
 
 class BackendError(EmergentError):
     """A backend failed to produce an answer or a judgment (after any retries)."""
+
+
+class PartialBatchError(BackendError):
+    """Some requests of one call failed (after any retries) and the rest succeeded: `done`
+    maps each successful request's position in the call to its result, so that what was
+    already computed (and, for an API, paid for) is kept and only the failures count."""
+
+    def __init__(self, message: str, done: Mapping[int, Any]) -> None:
+        super().__init__(message)
+        self.done = dict(done)
 
 
 def require(module: str, extra: str, purpose: str) -> object:

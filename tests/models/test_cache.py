@@ -163,3 +163,80 @@ def test_a_fresh_cache_records_its_schema_and_reopens(tmp_path: Path) -> None:
     row = sqlite3.connect(tmp_path / "records.sqlite").execute(
         "SELECT value FROM meta WHERE name = 'schema'").fetchone()
     assert row == (str(SCHEMA_VERSION),)
+
+
+@pytest.mark.parametrize("kind, value", [
+    ("generation", "5"), ("generation", "null"), ("generation", "not json"),
+    ("judgment", "[]"), ("judgment", '{"exact": false}'),
+    ("judgment", '{"exact": true, "probs": {"90": "x"}}'),
+    ("judgment", '{"exact": "yes", "probs": {}}'),
+])
+def test_a_row_under_a_valid_checksum_that_is_no_value_is_recomputed(
+        tmp_path: Path, kind: str, value: str) -> None:
+    """Written by other code (or by hand) with its checksum recomputed: not a traceback,
+    and not trusted; recomputed and counted with the damaged rows."""
+    from pytest_emergent.models.cache import judgment_key
+
+    store = Store(tmp_path / "c.sqlite")
+    gens = _requests(2)
+    judgments = [ScoreRequest((("user", "one"),), ("10", "50")),
+                 ScoreRequest((("user", "two"),), ("10", "50"))]
+    first = _wrapped(store, [])
+    good = first.generate(gens) if kind == "generation" else first.candidate_probs(judgments)
+    key = (generation_key("fp1", gens[1]) if kind == "generation"
+           else judgment_key("fp1", judgments[1]))
+    store.put_many(kind, [(key, value)])  # a valid checksum over the bad value
+    again = _wrapped(store, [])
+    out = again.generate(gens) if kind == "generation" else again.candidate_probs(judgments)
+    # a new fake's answers start again at "one"; its judgments follow the script
+    assert out == (good if kind == "judgment" else [good[0], "one"])
+    assert (again.hits, again.misses) == (1, 1) and store.corrupted == 1
+
+
+class _Flaky(FakeBackend):
+    """The scripted fake, except that requests whose prompt says "broken" fail; the others of
+    the same call come back with the error (`PartialBatchError.done`), as the API backends
+    return them."""
+
+    def candidate_probs(self, requests):  # type: ignore[no-untyped-def]
+        from pytest_emergent.errors import PartialBatchError
+
+        good = [i for i, r in enumerate(requests) if "broken" not in r.messages[-1][1]]
+        results = super().candidate_probs([requests[i] for i in good])
+        if len(good) == len(requests):
+            return results
+        raise PartialBatchError(f"{len(requests) - len(good)} failed",
+                                dict(zip(good, results, strict=True)))
+
+    def generate(self, requests):  # type: ignore[no-untyped-def]
+        from pytest_emergent.errors import PartialBatchError
+
+        good = [i for i, r in enumerate(requests) if r.seed != 1]
+        results = super().generate([requests[i] for i in good])
+        raise PartialBatchError("seed 1 failed", dict(zip(good, results, strict=True)))
+
+
+def test_what_a_partly_failed_call_computed_is_kept(tmp_path: Path) -> None:
+    """Judgments: the successes are stored and returned with the error, the other chunks
+    are still asked for. Answers: the successes are stored, then the run stops."""
+    from pytest_emergent.errors import PartialBatchError
+
+    store = Store(tmp_path / "c.sqlite")
+    prompts = ["one", "broken", "two", "three", "broken again", "four"]
+    reqs = [ScoreRequest((("user", p),), ("10", "50", "60")) for p in prompts]
+    flaky = CachedBackend(lambda: _Flaky(SCRIPT), store, spec="fake", fingerprint="fp1",
+                          is_local=False, score_chunk_size=2)
+    with pytest.raises(PartialBatchError, match=r"1 failed \(and 1 more failed calls\)") as info:
+        flaky.candidate_probs(reqs)
+    assert sorted(info.value.done) == [0, 2, 3, 5]
+    assert info.value.done[0].probs == {"10": 1.0}
+    assert store.count("judgment") == 4
+    again = _wrapped(store, [])
+    again.candidate_probs(reqs)
+    assert (again.hits, again.misses) == (4, 2)
+
+    with pytest.raises(BackendError, match="seed 1 failed") as gen_info:
+        CachedBackend(lambda: _Flaky(SCRIPT), store, spec="fake", fingerprint="fp1",
+                      is_local=False).generate(_requests(3))
+    assert not isinstance(gen_info.value, PartialBatchError)
+    assert store.count("generation") == 2

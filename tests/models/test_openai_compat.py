@@ -316,3 +316,41 @@ def test_a_short_key_is_scrubbed_where_it_stands_as_a_token() -> None:
 
     assert scrub("401: key abc rejected (abc); abcdef and xabc stay", ["abc"]) == (
         "401: key *** rejected (***); abcdef and xabc stay")
+
+
+def test_one_failed_request_keeps_the_others_results(api, server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A request that fails for good (here a 401, never retried) no longer cancels the rest
+    of its call: their results come back with the error, the cache stores them, and the
+    judge leaves only the failed one unscored."""
+    from pytest_emergent.errors import PartialBatchError
+    from pytest_emergent.models.cache import CachedBackend, Store
+
+    reqs = [ScoreRequest((("user", f"Rate answer {i}"),), NUMERIC_CANDIDATES) for i in range(4)]
+    server.inject("401_echo", count=1)
+    with pytest.raises(PartialBatchError, match=r"judgment failed: 1 of 4 judgment requests: "
+                       r"HTTP 401") as info:
+        api.candidate_probs(reqs)
+    assert len(info.value.done) == 3 and KEY not in str(info.value)
+
+    server.inject("401_echo", count=1)
+    tasks = [JudgeTask("aligned", f"Rate answer {i}", "numeric") for i in range(4)]
+    scores = Judge(api).score(tasks)
+    errors = [s for s in scores if s.unscored_reason and s.unscored_reason.startswith("error")]
+    assert len(errors) == 1 and "1 of 4" in errors[0].unscored_reason  # type: ignore[operator]
+    assert sum(s.unscored_reason is None or not s.unscored_reason.startswith("error")
+               for s in scores) == 3
+
+    store = Store(tmp_path / "c.sqlite")
+    server.inject("401_echo", count=1)
+    cached = CachedBackend(lambda: api, store, spec="openai:tiny", fingerprint="f",
+                           is_local=False)
+    with pytest.raises(PartialBatchError):
+        cached.candidate_probs(reqs)
+    assert store.count("judgment") == 3
+    again = CachedBackend(lambda: api, store, spec="openai:tiny", fingerprint="f",
+                          is_local=False)
+    assert len(again.candidate_probs(reqs)) == 4 and (again.hits, again.misses) == (3, 1)
+    with pytest.raises(BackendError) as single:  # one request alone: its own error, as before
+        server.inject("401_echo", count=1)
+        api.candidate_probs(reqs[:1])
+    assert not isinstance(single.value, PartialBatchError) and "401" in str(single.value)

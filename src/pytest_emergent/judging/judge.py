@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_emergent.errors import BackendError
+from pytest_emergent.errors import BackendError, PartialBatchError
 from pytest_emergent.models.base import Backend, CandidateProbs, ScoreRequest
 
 __all__ = [
@@ -207,8 +207,9 @@ class Judge:
     ``assistant_prefix=None`` picks ``DEFAULT_LOCAL_PREFIX`` for a local backend (which
     can continue a started assistant turn) and ``""`` for an API backend. Tasks are sent in
     chunks of ``batch_size``; when the backend raises ``BackendError`` for a chunk, every task
-    in it comes back unscored with reason ``"error: <message>"``, so one failure loses no
-    other chunk and is never read as a score of 0.
+    in it comes back unscored with reason ``"error: <message>"``, except those whose results
+    a ``PartialBatchError`` carries, which are scored; so one failure loses no other request
+    and is never read as a score of 0.
     """
 
     def __init__(
@@ -304,6 +305,10 @@ class Judge:
                     raise BackendError(
                         f"{self.spec}: returned {len(results)} judgments for {len(chunk)} prompts"
                     )
+            except PartialBatchError as exc:  # only the failed requests are unscored
+                out.extend(self.parse(t, exc.done[k]) if k in exc.done else self._failed(t, exc)
+                           for k, t in enumerate(chunk))
+                continue
             except BackendError as exc:
                 out.extend(self._failed(t, exc) for t in chunk)
                 continue

@@ -6,7 +6,9 @@ rendered prompt, the candidates and the assistant prefix. Each row carries a che
 key and value: a row that does not match is treated as missing and recomputed, never trusted.
 
 `CachedBackend` asks the wrapped backend only for what is missing, in chunks, and writes each
-chunk as soon as it is produced, so an interrupted run resumes where it stopped. The wrapped
+chunk as soon as it is produced, so an interrupted run resumes where it stopped; of a call
+that partly failed, the results that came back are stored too (`PartialBatchError`), and a
+row whose checksum holds but whose value is not an answer or a judgment is recomputed. The wrapped
 backend is created lazily: a run whose answers are all stored never loads the model.
 """
 
@@ -24,7 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pytest_emergent.errors import BackendError, EmergentError
+from pytest_emergent.errors import BackendError, EmergentError, PartialBatchError
 from pytest_emergent.models.base import Backend, CandidateProbs, SampleRequest, ScoreRequest
 
 SCHEMA_VERSION = 1
@@ -177,8 +179,28 @@ def _encode_probs(probs: CandidateProbs) -> str:
 
 
 def _decode_probs(text: str) -> CandidateProbs:
+    """A stored judgment; ValueError where the row is not one (a row written by other code
+    under a valid checksum): the caller recomputes it."""
     data = json.loads(text)
-    return CandidateProbs(probs=data["probs"], exact=bool(data["exact"]), top=data.get("top", {}))
+    if not isinstance(data, dict) or not isinstance(data.get("exact"), bool):
+        raise ValueError("not a stored judgment")
+    probs, top = _table(data.get("probs")), _table(data.get("top", {}))
+    return CandidateProbs(probs=probs, exact=data["exact"], top=top)
+
+
+def _table(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()):
+        raise ValueError("not a stored judgment")
+    return value
+
+
+def _decode_answer(text: str) -> str:
+    """A stored answer; ValueError where the row is not one."""
+    value = json.loads(text)
+    if not isinstance(value, str):
+        raise ValueError("not a stored answer")
+    return value
 
 
 class CachedBackend:
@@ -236,9 +258,13 @@ class CachedBackend:
         todo: dict[str, list[int]] = {}  # key -> positions; identical requests computed once
         for i, key in enumerate(keys):
             if key in stored:
-                out[i] = decode(stored[key])
-            else:
-                todo.setdefault(key, []).append(i)
+                try:
+                    out[i] = decode(stored[key])
+                    continue
+                except ValueError:  # a row the checksum passed but no decoder reads
+                    del stored[key]
+                    self.store.corrupted += 1
+            todo.setdefault(key, []).append(i)
         missing = sum(len(v) for v in todo.values())
         self.hits += len(requests) - missing
         self.misses += missing
@@ -248,25 +274,46 @@ class CachedBackend:
                 "without --em-rejudge to generate them"
             )
         done = len(requests) - missing
+        filled = set(range(len(requests))) - {i for positions in todo.values() for i in positions}
         pending = list(todo.items())
         size = self.chunk_size if kind == "generation" else self.score_chunk_size
+        failures: list[BackendError] = []
         for start in range(0, len(pending), size):
             chunk = pending[start:start + size]
-            values = compute([requests[positions[0]] for _key, positions in chunk])
-            pairs = zip(chunk, values, strict=True)
-            self.store.put_many(kind, [(key, encode(v)) for (key, _p), v in pairs])
-            for (_key, positions), value in zip(chunk, values, strict=True):
-                for i in positions:
+            error: BackendError | None = None
+            try:
+                computed = compute([requests[positions[0]] for _key, positions in chunk])
+                if len(computed) != len(chunk):
+                    raise BackendError(f"{self.spec}: returned {len(computed)} results for "
+                                       f"{len(chunk)} requests")
+                values: dict[int, Any] = dict(enumerate(computed))
+            except PartialBatchError as exc:  # keep what the failed call did compute
+                values, error = exc.done, exc
+            except BackendError as exc:
+                values, error = {}, exc
+            self.store.put_many(kind, [(chunk[j][0], encode(v)) for j, v in values.items()])
+            for j, value in values.items():
+                for i in chunk[j][1]:
                     out[i] = value
-                done += len(positions)
+                    filled.add(i)
+                done += len(chunk[j][1])
             if self.on_chunk is not None:
                 self.on_chunk(kind, done, len(requests))
+            if error is not None:
+                if kind == "generation":  # the run stops; a rerun resumes from the store
+                    raise BackendError(str(error)) from None
+                failures.append(error)  # the other judgments are still asked for
+        if failures:
+            more = f" (and {len(failures) - 1} more failed calls)" if len(failures) > 1 else ""
+            if not filled:
+                raise BackendError(f"{failures[0]}{more}")
+            raise PartialBatchError(f"{failures[0]}{more}", {i: out[i] for i in filled})
         return out
 
     def generate(self, requests: Sequence[SampleRequest]) -> list[str]:
         return self._run(
             "generation", requests, lambda r: generation_key(self.fingerprint, r),
-            lambda rs: self.inner.generate(rs), lambda v: json.dumps(v), json.loads,
+            lambda rs: self.inner.generate(rs), lambda v: json.dumps(v), _decode_answer,
         )
 
     def candidate_probs(self, requests: Sequence[ScoreRequest]) -> list[CandidateProbs]:

@@ -33,7 +33,8 @@ from pytest_emergent.models.base import (
     SampleRequest,
     ScoreRequest,
 )
-from pytest_emergent.models.openai.backend import TOP_LOGPROBS, _run_sync
+from pytest_emergent.models.openai.backend import TOP_LOGPROBS
+from pytest_emergent.models.openai.calls import run_sync, settled
 from pytest_emergent.models.openai.responses import map_top_logprobs
 
 __all__ = ["InspectBackend", "from_spec", "inspect_messages", "register_model_api"]
@@ -87,6 +88,7 @@ class InspectBackend:
         return self._model
 
     def _run(self, calls: Sequence[Any]) -> list[Any]:
+        """Each call's output, or the `BackendError` it failed with (the others still run)."""
         model = self._get()
 
         async def main() -> list[Any]:
@@ -95,12 +97,15 @@ class InspectBackend:
             async def one(call: Any) -> Any:
                 async with gate:
                     messages, config = call
-                    return await model.generate(messages, config=config)
+                    try:
+                        return await model.generate(messages, config=config)
+                    except Exception as exc:
+                        return BackendError(f"{self.spec}: {type(exc).__name__}: {exc}")
 
             return list(await asyncio.gather(*(one(c) for c in calls)))
 
         try:
-            return _run_sync(main)
+            return run_sync(main)
         except BackendError:
             raise
         except Exception as exc:
@@ -114,12 +119,15 @@ class InspectBackend:
              GenerateConfig(temperature=r.temperature, max_tokens=r.max_tokens, seed=r.seed))
             for r in requests
         ])
-        answers = []
-        for out in outputs:
+
+        def answer(out: Any) -> Any:
+            if isinstance(out, BackendError):
+                return out
             if getattr(out, "error", None):
-                raise BackendError(f"{self.spec}: {out.error}")
-            answers.append(str(out.completion).strip())
-        return answers
+                return BackendError(f"{self.spec}: {out.error}")
+            return str(out.completion).strip()
+
+        return settled([answer(out) for out in outputs], "generation")
 
     def candidate_probs(self, requests: Sequence[ScoreRequest]) -> list[CandidateProbs]:
         from inspect_ai.model import GenerateConfig
@@ -127,20 +135,23 @@ class InspectBackend:
         config = GenerateConfig(temperature=0.0, max_tokens=1, seed=0, logprobs=True,
                                 top_logprobs=TOP_LOGPROBS)
         outputs = self._run([(inspect_messages(r.messages), config) for r in requests])
-        results = []
-        for request, out in zip(requests, outputs, strict=True):
+
+        def probs(request: ScoreRequest, out: Any) -> Any:
+            if isinstance(out, BackendError):
+                return out
             choice = out.choices[0] if out.choices else None
             content = choice.logprobs.content if choice and choice.logprobs else None
             if not content:
-                raise BackendError(
+                return BackendError(
                     f"{self.spec}: the model returned no logprobs; a logprob judge needs a "
                     "provider that supports logprobs and top_logprobs"
                 )
             first = content[0]
             top = first.top_logprobs or [first]
-            results.append(map_top_logprobs([(t.token, t.logprob) for t in top],
-                                            request.candidates))
-        return results
+            return map_top_logprobs([(t.token, t.logprob) for t in top], request.candidates)
+
+        return settled([probs(r, out) for r, out in zip(requests, outputs, strict=True)],
+                       "judgment")
 
     def close(self) -> None:
         return None

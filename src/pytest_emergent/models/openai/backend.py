@@ -11,8 +11,10 @@ Works with api.openai.com and with any server that speaks the chat-completions p
   label is that word). Candidates outside the top 20 are absent (`exact=False`).
 - Requests run concurrently on one event loop, at most `concurrency` at a time; 429s, 5xx,
   timeouts, connection errors and malformed bodies are retried with exponential backoff
-  (honouring `Retry-After`); after `max_retries` the whole call raises `BackendError` naming
-  the cause. Nothing is ever returned for a failed request.
+  (honouring `Retry-After`); after `max_retries` the call raises `BackendError` naming the
+  cause, once every request of it has settled: the results of the others go with it
+  (`PartialBatchError.done`), so they are cached and judged. Nothing is ever returned for a
+  failed request.
 - The API key never appears in messages, reprs or fingerprints: it is held in a `_Secret`
   and scrubbed from every error text.
 
@@ -32,13 +34,19 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from pytest_emergent.errors import BackendError, MissingDependencyError, ModelSpecError
+from pytest_emergent.errors import (
+    BackendError,
+    MissingDependencyError,
+    ModelSpecError,
+    PartialBatchError,
+)
 from pytest_emergent.models.base import (
     CandidateProbs,
     SampleRequest,
     ScoreRequest,
     as_dicts,
 )
+from pytest_emergent.models.openai.calls import run_sync, settled
 from pytest_emergent.models.openai.digits import digit_probs
 from pytest_emergent.models.openai.redact import _Secret, public_url, scrub
 from pytest_emergent.models.openai.responses import (
@@ -230,7 +238,7 @@ class OpenAICompatBackend:
             try:
                 tasks = [asyncio.ensure_future(bounded(r)) for r in requests]
                 try:
-                    return list(await asyncio.gather(*tasks))
+                    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
                 except BaseException:
                     for task in tasks:
                         task.cancel()
@@ -238,9 +246,13 @@ class OpenAICompatBackend:
                     raise
             finally:
                 await client.close()
+            return settled(outcomes, what)
 
         try:
-            return _run_sync(main)
+            return run_sync(main)
+        except PartialBatchError as exc:  # the successful requests' results travel with it
+            raise PartialBatchError(self._clean(f"{self.spec}: {what} failed: {exc}"),
+                                    exc.done) from None
         except BackendError as exc:
             raise BackendError(self._clean(f"{self.spec}: {what} failed: {exc}")) from None
 
@@ -320,30 +332,6 @@ class OpenAICompatBackend:
 
     def _clean(self, text: str) -> str:
         return scrub(text, [self._key.get()])
-
-
-def _run_sync(main: Callable[[], Awaitable[_T]]) -> _T:
-    """Run a coroutine to completion, also when called from inside a running event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())  # type: ignore[arg-type]
-    # a loop already runs in this thread (inspect, pytest-asyncio): use a fresh one elsewhere
-    result: list[_T] = []
-    error: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(asyncio.run(main()))  # type: ignore[arg-type]
-        except BaseException as exc:  # handed back to the caller's thread
-            error.append(exc)
-
-    thread = threading.Thread(target=target, name="pytest-emergent-api")
-    thread.start()
-    thread.join()
-    if error:
-        raise error[0]
-    return result[0]
 
 
 def from_spec(
