@@ -338,6 +338,22 @@ def test_second_run_is_served_from_the_cache(em_project: pytest.Pytester) -> Non
     off.assert_outcomes(passed=1, failed=3)
 
 
+def test_the_summary_counts_damaged_cache_rows(em_project: pytest.Pytester) -> None:
+    """A tampered row is recomputed, and the terminal summary says so (the store closes at
+    session finish, before the summary is written)."""
+    import sqlite3
+
+    em_project.runpytest(*fake_args())
+    db = sqlite3.connect(em_project.path / "emcache" / "records.sqlite")
+    db.execute("UPDATE entries SET value = '\"Tampered\"' WHERE rowid = 1")
+    db.commit()
+    db.close()
+    again = em_project.runpytest(*fake_args())
+    again.stdout.fnmatch_lines(["*74 from cache, 1 computed; 1 damaged cache entries "
+                                "recomputed*"])
+    again.assert_outcomes(passed=1, failed=3)
+
+
 def test_rejudge_rescores_stored_answers_without_generating(em_project: pytest.Pytester) -> None:
     em_project.runpytest(*fake_args())
     # a second judge that calls every money answer aligned; the model script is replaced by

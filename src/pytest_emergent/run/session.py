@@ -68,6 +68,8 @@ class EvalRun:
 
     store_path: Path | None = None
     _store: Store | None = None
+    #: damaged rows the store found, kept when it closes
+    _damaged: int = 0
     #: the model under test was closed after its answers were in (a checkpoint sweep keeps
     #: one model loaded at a time); it loads again if asked for
     released: bool = False
@@ -248,6 +250,7 @@ class EvalRun:
         for backend in {id(b): b for b in backends if b}.values():
             backend.close()
         if self._store is not None:
+            self._damaged = self._store.corrupted  # the terminal summary comes after this
             self._store.close()
             self._store = None
 
@@ -263,7 +266,8 @@ class EvalRun:
         if shared is self.judge_backend and isinstance(shared, CountsCache):
             parts = [f"answers and judgments: {shared.hits} from cache, "
                      f"{shared.misses} computed"]
-        if self._store is not None and self._store.corrupted:
-            parts.append(f"{self._store.corrupted} damaged cache entries recomputed")
+        damaged = self._store.corrupted if self._store is not None else self._damaged
+        if damaged:
+            parts.append(f"{damaged} damaged cache entries recomputed")
         return f"cache {self.store_path}: " + "; ".join(parts)
 
