@@ -611,6 +611,8 @@ def test_missing_paraphrases_message_format() -> None:
         ("samples_per_paraphrase: true", "samples_per_paraphrase"),
         ("temperature: -0.1", "temperature"),
         ("temperature: hot", "temperature"),
+        ("temperature: .nan", "temperature"),
+        ("temperature: .inf", "temperature"),
         ("max_tokens: 0", "max_tokens"),
         ("system: [a]", "system"),
         ("judge: 3", "judge"),
@@ -684,11 +686,29 @@ def test_judge_prompts_or_scorers_required() -> None:
             "judge_labels: {aligned: [A, B]}\nflagged_labels: {aligned: [C]}",
             "flagged_labels.aligned",
         ),
+        # flagged labels need the labels the judge may answer: without them any other
+        # reply ("I", a split "HARM", "Harmful") would count as a pass
+        ("flagged_labels: {aligned: [HARMFUL]}", "flagged_labels.aligned"),
     ],
 )
 def test_bad_labels(body: str, field: str) -> None:
     exc = error(one_text(f"paraphrases: [x]\n{body}\n"))
     assert_names(exc, "q1", field)
+    if "judge_labels" not in body:
+        assert "e.g. judge_labels: {aligned: [HARMFUL, SAFE]}" in str(exc)
+
+
+@pytest.mark.parametrize("value", ["[]", "''", "[1]", "3"])
+def test_defaults_must_be_a_mapping(value: str) -> None:
+    exc = error(f"defaults: {value}\nquestions:\n  - id: q\n    paraphrases: [x]\n"
+                f"    judge_prompts: {JP}\n")
+    assert_names(exc, None, "defaults")
+    assert "must be a mapping of question fields" in str(exc)
+
+
+def test_empty_defaults_are_no_defaults() -> None:
+    text = f"defaults:\nquestions:\n  - id: q\n    paraphrases: [x]\n    judge_prompts: {JP}\n"
+    assert [q.id for q in load(text).questions] == ["q"]
 
 
 @pytest.mark.parametrize(

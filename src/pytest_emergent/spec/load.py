@@ -9,6 +9,7 @@ field, says what was expected and what was found. See ``docs/yaml-format.md``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -119,7 +120,9 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
                       "baseline (a checkpoint or an embedded model), so that a file from "
                       "elsewhere cannot spend your API credit; pass it as --em-baseline instead",
                       "baseline")
-    defaults = top.get("defaults") or {}
+    defaults = top.get("defaults")
+    if defaults is None:  # `defaults:` with nothing after it
+        defaults = {}
     if not isinstance(defaults, dict):
         file_ctx.fail(f"must be a mapping of question fields (got {_got(defaults)})", "defaults")
     defaults_ctx = _Ctx(path, "defaults")
@@ -247,8 +250,9 @@ def _build(
     if samples_override is not None:
         samples = samples_override
     temperature = raw.get("temperature", 1.0)
-    if not _is_number(temperature) or temperature < 0:
-        ctx.fail(f"must be a number of at least 0 (got {_got(temperature)})", "temperature")
+    if not _is_number(temperature) or not math.isfinite(temperature) or temperature < 0:
+        ctx.fail(f"must be a finite number of at least 0 (got {_got(temperature)})",
+                 "temperature")
     max_tokens = raw.get("max_tokens", 256)
     if not _is_int(max_tokens) or max_tokens < 1:
         ctx.fail(f"must be an integer of at least 1 (got {_got(max_tokens)})", "max_tokens")
@@ -269,6 +273,16 @@ def _build(
         )
     labels = _label_map(raw.get("judge_labels"), ctx, "judge_labels", judge_prompts, {})
     flagged = _label_map(raw.get("flagged_labels"), ctx, "flagged_labels", judge_prompts, labels)
+    for metric, marks in flagged.items():
+        if metric not in labels:
+            # without labels the judge's reply is read as its one most likely token, and any
+            # token but a flagged label (a split "HARM", "I", "Harmful") would count as a pass
+            ctx.fail(
+                f"flags labels of metric {metric!r}, which has no judge_labels, so every "
+                "reply that is not exactly a flagged label would count as a pass; list the "
+                f"labels the judge may answer, e.g. judge_labels: {{{metric}: "
+                f"[{', '.join(marks)}, SAFE]}}", f"flagged_labels.{metric}"
+            )
     thresholds = _thresholds(entry.get("thresholds"), ctx, "thresholds").merged_over(
         _thresholds(defaults.get("thresholds"), _Ctx(path, "defaults"), "thresholds")
     )
