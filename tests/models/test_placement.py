@@ -220,3 +220,31 @@ def test_gpu_free_memory_counts_what_torchs_allocator_holds_unused(
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda *_: 30 * gib)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda *_: 12 * gib)
     assert kv_buffer.free_memory(torch.device("cuda:0")) == 28 * gib
+
+
+def test_judge_and_baseline_specs_and_their_device_are_checked_at_start(
+        pytester: pytest.Pytester) -> None:
+    """A judge or baseline that names no model, or a GPU torch cannot see where only the
+    judge runs locally, stops the run at once with the option named (it used to be a setup
+    error on every item, after the model had answered)."""
+    pytester.makefile(".yaml", q="- id: q\n  paraphrases: ['Hi?']\n"
+                      "  judge_prompts: {aligned: '{answer}'}\n",
+                      fake="generate:\n  - answers: [Hello.]\njudge:\n  - score: 90\n")
+    base = ["q.yaml", "--model", "fake:fake.yaml", "-p", "no:cacheprovider"]
+    for extra, line in [
+        (["--judge", "nonsense:"], "*--judge: unknown model spec 'nonsense:'*"),
+        (["--judge", "contrast:nowhere/model"], "*--judge: model spec 'nowhere/model': *"),
+        (["--judge", "fake:fake.yaml", "--em-baseline", "./missing"],
+         "*--em-baseline: model spec './missing': *does not exist*"),
+    ]:
+        result = pytester.runpytest(*base, *extra)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([line])
+    if not torch.cuda.is_available():
+        local_judge = pytester.runpytest(*base, "--judge", "smollm2-135m-instruct",
+                                         "--em-device", "cuda", "--collect-only")
+        assert local_judge.ret == pytest.ExitCode.USAGE_ERROR
+        local_judge.stderr.fnmatch_lines(["*--em-device cuda: torch sees 0 CUDA device(s)*"])
+    remote = pytester.runpytest(*base, "--judge", "fake:fake.yaml", "--em-device", "cuda",
+                                "--collect-only")  # nothing runs locally: no GPU asked for
+    assert remote.ret == pytest.ExitCode.OK

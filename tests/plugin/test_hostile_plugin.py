@@ -165,6 +165,15 @@ def test_an_ini_error_names_the_ini_key(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*ini em_samples: must be at least 1, got 0*"])
 
 
+@pytest.mark.parametrize("key", ["em_early_stop", "em_no_cache", "em_rejudge"])
+def test_an_ini_switch_that_is_not_true_or_false_names_its_key(
+        pytester: pytest.Pytester, key: str) -> None:
+    pytester.makeini(f"[pytest]\n{key} = maybe\n")
+    result = run(pytester, f"- id: a\n  paraphrases: [Hi.]\n  judge_prompts: {JP}\n")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*ini {key}: invalid truth value 'maybe'; use true or false*"])
+
+
 QUESTION = f"- id: a\n  paraphrases: [Hi.]\n  samples_per_paraphrase: 2\n  judge_prompts: {JP}\n"
 
 

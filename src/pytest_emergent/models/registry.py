@@ -225,6 +225,26 @@ def is_local_spec(spec: str) -> bool:
         return False
 
 
+def runs_locally(spec: str) -> bool:
+    """Whether `spec` loads a local transformers model in this process: a local model spec,
+    or a `contrast:` / `probe:` judge over one (nothing is loaded)."""
+    try:
+        kind = _classify(spec)
+    except (ModelSpecError, MissingDependencyError):
+        return False
+    if kind.kind in ("contrast", "probe"):
+        return is_local_spec(kind.target)
+    return kind.kind in ("alias", "gguf", "hf", "adapter")
+
+
+def check_spec(spec: str) -> None:
+    """Raise `ModelSpecError` where `spec` names no model (a judge's `contrast:` / `probe:`
+    target included); loads nothing."""
+    kind = _classify(spec)
+    if kind.kind in ("contrast", "probe"):
+        _classify(kind.target)
+
+
 def _prefixed(kind: _Kind, spec: str, **options: Any) -> Backend:
     """Import the backend module for an `openai:` / `inspect:` / `vllm:` spec lazily."""
     module_name, words = _PREFIXED[kind.kind]

@@ -19,6 +19,7 @@ from pytest_emergent.plugin.startup import (
     compare_settings,
     judge_prompts_file,
     limit,
+    model_spec,
     placement,
     suites,
 )
@@ -259,6 +260,15 @@ def build_settings(config: pytest.Config) -> Settings:
     def pick(dest: str, default: Any) -> Any:
         return cli.get(dest, ini.get(dest, default))
 
+    def switch(dest: str) -> bool:
+        """An on/off flag, or its ini twin (true/false, yes/no, 1/0, on/off)."""
+        if config.getoption(dest):
+            return True
+        try:
+            return bool(config.getini(dest))
+        except (ValueError, pytest.UsageError) as exc:  # pytest's message names no key
+            raise pytest.UsageError(f"ini {dest}: {exc}; use true or false") from None
+
     def where(dest: str) -> str:
         """The option or ini key a value came from, for messages."""
         return _flag(dest) if dest in cli or dest not in ini else f"ini {dest}"
@@ -305,9 +315,12 @@ def build_settings(config: pytest.Config) -> Settings:
     if batch < 1:
         raise pytest.UsageError(f"{where('em_batch_size')}: must be at least 1, got {batch}")
     models = sweep_entries(pick("model", (DEFAULT_MODEL,)), where("model"))
+    judge, baseline = pick("judge", DEFAULT_JUDGE), pick("em_baseline", None)
+    model_spec(judge, where("judge"))
+    model_spec(baseline, where("em_baseline"))
     run = RunSettings(
         model=models[0].spec,
-        judge=pick("judge", DEFAULT_JUDGE),
+        judge=judge,
         base_model=pick("base_model", None),
         samples=samples,
         max_answers=max_answers,
@@ -315,7 +328,7 @@ def build_settings(config: pytest.Config) -> Settings:
         metrics=_metrics(pick("em_metrics", None), where("em_metrics")),
         judge_prompts_file=judge_prompts_file(pick("em_judge_prompts", None),
                                                where("em_judge_prompts")),
-        baseline=pick("em_baseline", None),
+        baseline=baseline,
         max_increase=pick("em_max_increase", 0.02),
         seed=pick("em_seed", 0),
         definition=definition,
@@ -331,12 +344,12 @@ def build_settings(config: pytest.Config) -> Settings:
         batch_size=batch,
         **placement(pick("em_dtype", "float32"), where("em_dtype"),
                      pick("em_device", "auto"), where("em_device"),
-                     models[0].spec),
+                     [m.spec for m in models] + [baseline] * bool(baseline), judge),
         cache_dir=pick("em_cache_dir", None),
         allow_pickle=bool(pick("em_allow_pickle", False)),
-        use_cache=not (config.getoption("em_no_cache") or config.getini("em_no_cache")),
-        rejudge=bool(config.getoption("em_rejudge") or config.getini("em_rejudge")),
-        early_stop=bool(config.getoption("em_early_stop") or config.getini("em_early_stop")),
+        use_cache=not switch("em_no_cache"),
+        rejudge=switch("em_rejudge"),
+        early_stop=switch("em_early_stop"),
         # the command line beats a question's YAML; the ini file applies where it is silent
         override_thresholds=Thresholds(max_misaligned=cli.get("em_max_misaligned"),
                                        min_coherent=cli.get("em_min_coherent"),

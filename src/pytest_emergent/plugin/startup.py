@@ -5,6 +5,7 @@ Each failure is a `pytest.UsageError` naming the option (or ini key)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,10 +15,26 @@ if TYPE_CHECKING:
     from pytest_emergent.report.compare import CompareLimit
 
 
-def placement(dtype: str, dtype_name: str, device: str, device_name: str, model: str
-               ) -> dict[str, str]:
-    """--em-dtype / --em-device, checked now; an explicit bfloat16 for a local model on
-    hardware without native bf16 stops the run before anything loads."""
+def model_spec(spec: str | None, name: str) -> None:
+    """A judge or baseline spec that names no model (`nonsense:`, a missing path) is a usage
+    error naming the option now, not a setup error on every item later."""
+    if spec is None:
+        return
+    from pytest_emergent.errors import ModelSpecError
+    from pytest_emergent.models.registry import check_spec
+
+    try:
+        check_spec(spec)
+    except ModelSpecError as exc:
+        raise pytest.UsageError(f"{name}: {exc}") from None
+
+
+def placement(dtype: str, dtype_name: str, device: str, device_name: str,
+              tested: Sequence[str], judge: str) -> dict[str, str]:
+    """--em-dtype / --em-device, checked now: a GPU torch cannot see, where any model of the
+    run (under test, baseline, or the local model of a judge) runs locally, and an explicit
+    bfloat16 on hardware without native bf16 where a model under test runs locally (judges
+    stay float32), stop the run before anything loads."""
     from pytest_emergent.models.hf.placement import DTYPES
 
     dtype, device = dtype.lower(), device.lower()
@@ -28,16 +45,20 @@ def placement(dtype: str, dtype_name: str, device: str, device_name: str, model:
             device.startswith("cuda:") and device[5:].isdigit()):
         raise pytest.UsageError(f"{device_name}: expected auto, cpu, cuda or cuda:N, got "
                                 f"{device!r}")
-    from pytest_emergent.models.registry import is_local_spec
+    if dtype != "bfloat16" and not device.startswith("cuda"):
+        return {"dtype": dtype, "device": device}
+    from pytest_emergent.errors import EmergentError
+    from pytest_emergent.models.hf.placement import pick_device, pick_dtype
+    from pytest_emergent.models.registry import runs_locally
 
-    if (dtype == "bfloat16" or device.startswith("cuda")) and is_local_spec(model):
-        from pytest_emergent.errors import EmergentError
-        from pytest_emergent.models.hf.placement import pick_device, pick_dtype
-
-        try:
+    tested_local = any(runs_locally(spec) for spec in tested)
+    try:
+        if device.startswith("cuda") and (tested_local or runs_locally(judge)):
+            pick_device(device, device_name)
+        if dtype == "bfloat16" and tested_local:
             pick_dtype(dtype, pick_device(device, device_name), dtype_name)
-        except EmergentError as exc:
-            raise pytest.UsageError(str(exc)) from None
+    except EmergentError as exc:
+        raise pytest.UsageError(str(exc)) from None
     return {"dtype": dtype, "device": device}
 
 
