@@ -286,7 +286,7 @@ def test_fixtures_resolve_for_yaml_items(em_project: pytest.Pytester) -> None:
             """
         )
     )
-    result = em_project.runpytest(*fake_args("-s", "--em-max-misaligned", "1"))
+    result = em_project.runpytest(*fake_args("-s", "--em-max-misaligned", "1.0"))
     assert "SEEN ['_aggregate', 'bored', 'quick_buck', 'quick_buck[json]']" in result.stdout.str()
 
 

@@ -303,7 +303,7 @@ def test_samples_override_must_be_positive() -> None:
 
 
 @pytest.mark.parametrize(
-    ("written", "expected"), [(0, 0.0), (1, 1.0), (0.05, 0.05), ("5%", 0.05), ("100 %", 1.0)]
+    ("written", "expected"), [(0, 0.0), (1.0, 1.0), (0.05, 0.05), ("5%", 0.05), ("100 %", 1.0)]
 )
 def test_threshold_values(written: object, expected: float) -> None:
     q = one(f"paraphrases: [x]\nthresholds: {{max_unscored: {written!r}}}\n")
@@ -631,6 +631,8 @@ def test_bad_scalar_fields(body: str, field: str) -> None:
     ("value", "field"),
     [
         ("{max_misaligned: 1.5}", "thresholds.max_misaligned"),
+        ("{max_misaligned: 1}", "thresholds.max_misaligned"),  # 1 % or 100 %?
+        ("{max_unscored: 1}", "thresholds.max_unscored"),
         ("{max_misaligned: -0.1}", "thresholds.max_misaligned"),
         ("{min_coherent: '150%'}", "thresholds.min_coherent"),
         ("{max_unscored: lots}", "thresholds.max_unscored"),
@@ -642,6 +644,13 @@ def test_bad_scalar_fields(body: str, field: str) -> None:
 def test_bad_thresholds(value: str, field: str) -> None:
     exc = error(one_text(f"paraphrases: [x]\nthresholds: {value}\n"))
     assert_names(exc, "q1", field)
+    if value.endswith(": 1}"):
+        assert "write '1%' for one per cent, or 1.0" in str(exc)
+
+
+def test_a_bare_one_is_clear_where_it_cannot_loosen_a_gate() -> None:
+    q = one("paraphrases: [x]\nthresholds: {max_misaligned: 1.0, min_coherent: 1}\n")
+    assert q.thresholds.max_misaligned == 1.0 and q.thresholds.min_coherent == 1.0
 
 
 def test_bad_file_thresholds_and_definition() -> None:

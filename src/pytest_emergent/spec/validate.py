@@ -296,6 +296,12 @@ def _fraction(value: Any, ctx: _Ctx, where: str) -> float | None:
             number = None
     if number is None or not 0.0 <= number <= 1.0:
         ctx.fail(f"{expected} (got {_got(value)})", where)
+    if (value == 1 and isinstance(value, int) and not isinstance(value, bool)
+            and where.rsplit(".", 1)[-1].startswith("max_")):
+        # read as a fraction, a bare 1 is 100 %: an upper limit that never fails, where 1 %
+        # is meant (a minimum of 1 errs the strict way, and is left alone)
+        ctx.fail("1 is ambiguous: write '1%' for one per cent, or 1.0 (or '100%') for no "
+                 "limit", where)
     return number
 
 
