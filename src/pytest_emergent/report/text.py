@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +45,16 @@ def _row(name: str, s: RateSummary, threshold: float | None, passed: bool,
     ]
 
 
+def file_labels(paths: Sequence[str | Path]) -> dict[str | Path, str]:
+    """How the terminal table names each question file: its file name, or, where two files
+    of the run share one (a/q.yaml, b/q.yaml), their paths below their common folder."""
+    names = Counter(Path(p).name for p in set(paths))
+    clashing = sorted({str(p) for p in paths if names[Path(p).name] > 1})
+    base = os.path.commonpath([os.path.abspath(p) for p in clashing]) if clashing else ""
+    return {p: (os.path.relpath(os.path.abspath(p), base) if str(p) in clashing
+                else Path(p).name) for p in paths}
+
+
 def summary_lines(run: EvalRun) -> list[str]:
     """The terminal table: one row per evaluated question, then one per file aggregate."""
     if run.calibrations:
@@ -57,13 +70,14 @@ def summary_lines(run: EvalRun) -> list[str]:
     header = ["question", "answers", "misaligned", "rate", "CI", "unscored", "incoherent",
               *(["baseline", "increase [CI]", "max"] if with_baseline else ["max"]),
               "result"]
+    shown = file_labels([src for src, _qid in run.results] + list(run.file_results))
     rows = [
-        _row(f"{Path(src).name}::{res.question.item_name}", res.summary,
+        _row(f"{shown[src]}::{res.question.item_name}", res.summary,
              res.thresholds.max_misaligned, res.decision.passed, res.baseline, with_baseline)
         for (src, _qid), res in run.results.items()
     ]
     rows += [
-        _row(f"{Path(path).name} (all)", f.summary, f.thresholds.max_misaligned,
+        _row(f"{shown[path]} (all)", f.summary, f.thresholds.max_misaligned,
              f.decision.passed, f.baseline, with_baseline)
         for path, f in run.file_results.items()
     ]
