@@ -8,8 +8,8 @@ key and value: a row that does not match is treated as missing and recomputed, n
 `CachedBackend` asks the wrapped backend only for what is missing, in chunks, and writes each
 chunk as soon as it is produced, so an interrupted run resumes where it stopped; of a call
 that partly failed, the results that came back are stored too (`PartialBatchError`), and a
-row whose checksum holds but whose value is not an answer or a judgment is recomputed. The wrapped
-backend is created lazily: a run whose answers are all stored never loads the model.
+row whose checksum holds but whose value is not an answer or a judgment is recomputed. The
+wrapped backend is created lazily: a run whose answers are all stored never loads the model.
 """
 
 from __future__ import annotations
