@@ -165,9 +165,8 @@ def selected_logits(model: Any, ids: Any, mask: Any, select: Any) -> Any:
     if decoder is None or head is None or not plain_head:
         from pytest_emergent.models.hf.placement import unwrapped
 
-        # the full forward, without `place`'s wrapping (a placed model's copy keeps it):
-        # the logits stay on the device, in the model's dtype, where `select` and the
-        # targets are
+        # without `place`'s wrapping (a placed model's copy keeps it): the logits stay on
+        # the device, in the model's dtype, where `select` and the targets are
         with unwrapped(model):
             return model(input_ids=ids, attention_mask=mask, use_cache=False).logits[select]
     hidden = decoder(input_ids=ids, attention_mask=mask, use_cache=False)[0]
