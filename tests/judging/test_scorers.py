@@ -46,6 +46,8 @@ def test_builtin_scorers() -> None:
     assert uppercase_ratio("123") == 0.0
     assert json_valid('```json\n{"a": 1}\n```') == 1.0
     assert json_valid("{oops") == 0.0
+    # nested past the parser's depth: 0.0, not a RecursionError that ended the whole run
+    assert json_valid("[" * 100_000) == 0.0
 
 
 def test_os_system_hook_is_a_collection_error_and_runs_nothing(pytester: pytest.Pytester) -> None:

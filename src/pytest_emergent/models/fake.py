@@ -54,16 +54,30 @@ class FakeBackend:
 
     @classmethod
     def from_file(cls, path: str | Path) -> FakeBackend:
-        """Load a script from a YAML/JSON file (the `fake:PATH` model spec)."""
+        """Load a script from a YAML/JSON file (the `fake:PATH` model spec). A question file
+        may name one as its baseline, so it is read as the question files are: at most
+        `MAX_FILE_BYTES`, with the strict loader, and within a memory and CPU budget (its
+        fingerprint spells out every YAML alias: 427 bytes of nested aliases took 1.6 GB)."""
         import yaml
+
+        from pytest_emergent.errors import QuestionError
+        from pytest_emergent.spec.budget import BudgetExceeded, bounded
+        from pytest_emergent.spec.yaml_loader import read_bounded, safe_load
 
         p = Path(path)
         if not p.is_file():
             raise ModelSpecError(f"fake:{path}: script file does not exist")
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ModelSpecError(f"fake:{path}: the script must be a mapping")
-        return cls(data, spec=f"fake:{path}")
+        try:
+            with bounded():
+                data = safe_load(read_bounded(p)) or {}
+                if not isinstance(data, dict):
+                    raise ModelSpecError(f"fake:{path}: the script must be a mapping")
+                return cls(data, spec=f"fake:{path}")
+        except BudgetExceeded as exc:
+            raise ModelSpecError(f"fake:{path}: the script is too large to read: it "
+                                 f"{exc}") from None
+        except (QuestionError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise ModelSpecError(f"fake:{path}: not a readable script: {exc}") from None
 
     def _match(self, kind: str, rules: Sequence[Mapping[str, Any]], text: str) -> tuple[int, Any]:
         for index, rule in enumerate(rules):

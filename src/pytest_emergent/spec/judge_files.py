@@ -18,7 +18,7 @@ from typing import Any
 
 from pytest_emergent.errors import QuestionError
 from pytest_emergent.spec.validate import _Ctx, _got, _judge_prompts, _yaml_message
-from pytest_emergent.spec.yaml_loader import safe_load
+from pytest_emergent.spec.yaml_loader import read_bounded, safe_load
 
 #: file names recognised as judge-prompt files (beside question files, or in the folder above)
 JUDGE_FILE_NAMES = ("judges.yaml", "judges.yml")
@@ -35,7 +35,7 @@ def read_judge_file(path: str | Path) -> Mapping[str, str]:
 
     ctx = _Ctx(path, "judge prompts")
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_bounded(path)
     except FileNotFoundError:
         raise QuestionError("judge-prompt file not found", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -21,6 +21,7 @@ from pytest_emergent.spec.judge_files import JudgePromptSource
 from pytest_emergent.spec.schema import (
     BASE_VARIANT,
     DEFINITIONS,
+    FILE_ANSWERS_FACTOR,
     FILE_FIELDS,
     MAX_ANSWERS,
     QUESTION_FIELDS,
@@ -49,7 +50,7 @@ from pytest_emergent.spec.validate import (
     _yaml_message,
 )
 from pytest_emergent.spec.variants import _SUFFIXES, _derive
-from pytest_emergent.spec.yaml_loader import safe_load
+from pytest_emergent.spec.yaml_loader import read_bounded, safe_load
 
 
 def load_file(path: str | Path, *, samples_override: int | None = None,
@@ -62,7 +63,7 @@ def load_file(path: str | Path, *, samples_override: int | None = None,
     prompts takes them from `judge_prompts_file`, else a `judges.yaml` beside the file or in
     the folder above (`spec.judge_files`)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_bounded(path)
     except FileNotFoundError:
         raise QuestionError("file not found", path=path) from None
     except IsADirectoryError:
@@ -131,6 +132,7 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
     source = Path(path)
     questions: list[Question] = []
     origin: dict[str, str] = {}  # id or item name -> how it came to exist, for messages
+    planned = 0  # answers the file plans so far
     for index, entry in enumerate(entries, start=1):
         built = _build(entry, index, defaults, file_vars, samples_override, source, path,
                        judge_source)
@@ -158,6 +160,13 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
                     )
                 origin[name] = how
             questions.append(q)
+            planned += q.n_samples
+            if planned > FILE_ANSWERS_FACTOR * max_answers:
+                _Ctx(path, q.id).fail(
+                    f"brings the file's plan to {planned} answers, more than the limit of "
+                    f"{FILE_ANSWERS_FACTOR * max_answers} per file ({FILE_ANSWERS_FACTOR} x "
+                    "--em-max-answers); lower the sample counts (or --em-samples), split the "
+                    "file, or raise --em-max-answers", "samples_per_paraphrase")
     return QuestionFile(
         path=source,
         questions=tuple(questions),

@@ -22,6 +22,10 @@ HOOK_NAME = re.compile(r"[\w.:-]+")
 
 #: the most answers one question may plan unless the limit is raised (--em-max-answers)
 MAX_ANSWERS = 10_000
+#: the most answers one file may plan, in multiples of the per-question limit
+FILE_ANSWERS_FACTOR = 10
+#: the largest question or judge-prompt file read (the published files are a few kB)
+MAX_FILE_BYTES = 4 * 2**20
 #: Built-in variant names: the question as written, asked for a JSON answer, asked to fill a
 #: template. A file may define more (`VariantSpec`); `Question.variant` holds either.
 Variant = Literal["base", "json", "template"]

@@ -11,6 +11,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from pytest_emergent.errors import QuestionError
+from pytest_emergent.spec.budget import BudgetExceeded, bounded
 
 if TYPE_CHECKING:
     from pytest_emergent.spec.validate import _Ctx
@@ -81,13 +82,20 @@ def render_judge_prompt(template: str, question: str, answer: str) -> str:
 
 def _render(text: str, variables: dict[str, Any], ctx: _Ctx, where: str) -> str:
     """Render jinja2 only where the text uses it, so published braces stay untouched."""
+    if len(text) > MAX_RENDERED:
+        ctx.fail(f"is {len(text)} characters long, more than the limit of {MAX_RENDERED} "
+                 "per question text", where)
     if "{{" not in text and "{%" not in text:
         return text
     try:
-        return _bounded_render(_JINJA.from_string(text), variables)
+        with bounded():
+            return _bounded_render(_JINJA.from_string(text), variables)
     except TemplateTooLarge as exc:
         ctx.fail(f"jinja2 template is too large: it {exc} (the limit is "
                  f"{MAX_RENDERED} characters per rendered text)", where)
+    except BudgetExceeded as exc:
+        ctx.fail(f"jinja2 template is too expensive to render: it {exc} (a loop, a recursive "
+                 "macro or a filter that builds a long text); simplify it", where)
     except jinja2.TemplateSyntaxError as exc:
         ctx.fail(f"jinja2 syntax error at line {exc.lineno}: {exc.message}", where)
     except jinja2.exceptions.SecurityError as exc:

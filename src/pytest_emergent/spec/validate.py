@@ -12,6 +12,7 @@ import regex
 import yaml
 
 from pytest_emergent.errors import QuestionError
+from pytest_emergent.spec.budget import BudgetExceeded, bounded
 from pytest_emergent.spec.schema import (
     HOOK_NAME,
     MAX_VARIANTS,
@@ -181,9 +182,13 @@ def _scorers(value: Any, ctx: _Ctx, judge_prompts: Mapping[str, str]) -> tuple[S
             if not isinstance(pattern, str):
                 ctx.fail(f"'pattern' must be a string (got {_got(pattern)})", where)
             try:
-                regex.compile(pattern)
+                with bounded():  # the regex module expands counted repeats as it compiles
+                    regex.compile(pattern)
             except regex.error as exc:
                 ctx.fail(f"'pattern' is not a valid regular expression: {exc}", where)
+            except BudgetExceeded as exc:
+                ctx.fail(f"'pattern' is too expensive to compile: it {exc} (nested counted "
+                         "repeats such as (?:a{1000}){1000} multiply); simplify it", where)
         if kind == "hook" and not (isinstance(hook, str) and HOOK_NAME.fullmatch(hook)):
             ctx.fail(
                 "'hook' must be the name of a scorer registered from Python with "

@@ -4,6 +4,7 @@ repeating it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -43,3 +44,18 @@ class StrictSafeLoader(yaml.SafeLoader):
 def safe_load(text: str) -> Any:
     """Parse YAML text as plain data; a repeated key is a `yaml.YAMLError`."""
     return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def read_bounded(path: str | Path) -> str:
+    """A question or judge-prompt file's text, refused (`QuestionError` naming it) above
+    `MAX_FILE_BYTES`: parsing a 50 MB file took half a minute before any check ran. The
+    errors of reading it (not found, a directory, not UTF-8) pass through."""
+    from pytest_emergent.errors import QuestionError
+    from pytest_emergent.spec.schema import MAX_FILE_BYTES
+
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise QuestionError(f"is larger than {MAX_FILE_BYTES // 2**20} MiB, the limit for a "
+                            "question or judge-prompt file; split it", path=path)
+    return data.decode("utf-8")
