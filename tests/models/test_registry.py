@@ -250,6 +250,11 @@ def test_pickle_adapter_is_refused(tiny_dir: Path, adapter_dir: Path, tmp_path: 
     (pickled / "adapter_model.safetensors").unlink()
     with pytest.raises(ModelSpecError, match="--em-allow-pickle"):
         resolve(str(pickled), cache_dir=tmp_path)
+    # a decoy *.safetensors beside the pickle: peft would still read adapter_model.bin
+    (pickled / "decoy.safetensors").write_bytes((adapter_dir / "adapter_model.safetensors")
+                                                .read_bytes())
+    with pytest.raises(ModelSpecError, match=r"no adapter_model\.safetensors.*--em-allow-pickle"):
+        resolve(str(pickled), cache_dir=tmp_path)
 
 
 def test_gguf_conversion_is_atomic_and_cached(

@@ -301,6 +301,13 @@ def _local(
     if depth >= _MAX_ADAPTER_DEPTH:
         raise ModelSpecError(f"adapter {path}: adapters nested too deeply (a cycle?)")
     weights = hf_load.check_weights(path, allow_pickle=allow_pickle, what="adapter directory")
+    if not allow_pickle and not (path / "adapter_model.safetensors").is_file():
+        # peft reads adapter_model.safetensors, else adapter_model.bin (a pickle), whatever
+        # other *.safetensors lie beside it
+        raise ModelSpecError(
+            f"adapter directory {path}: no adapter_model.safetensors, the only file peft "
+            "loads without pickle (it would read adapter_model.bin); save the adapter with "
+            "safe_serialization=True, or, if you trust its source, pass --em-allow-pickle true")
     base_spec = base_model or _adapter_base(path)
     try:
         base_kind = _classify(base_spec)
