@@ -204,3 +204,23 @@ def test_no_scored_answers_reads_as_a_dash_not_as_zero() -> None:
     assert "<td>0/0</td><td>-</td><td>-</td>" in html
     assert "misaligned 0/0 (no scored answers)" in html
     assert "<td>0/4</td><td>0.0%</td><td>0.0%–49.0%</td>" in html
+
+
+def test_a_doctored_report_directory_renders_as_text_not_markup() -> None:
+    """Re-rendering a saved report (perhaps someone else's) reads numbers from JSON that may
+    hold anything: counts and sample indexes are escaped like every other value (the rate's
+    own counts are read as integers: a bad one is the CLI's 'cannot read the report')."""
+    bad = "<img src=x onerror=alert(1)>"
+    summary = {"model": "m", "judge": "j", "settings": {},
+               "questions": [{"id": "q", "item": "q", "file": "/x/q.yaml", "variant": "base",
+                              "n": 2, "misaligned": 1, "total": bad, "unscored": bad,
+                              "incoherent": bad, "rate": 0.0, "ci_low": 0.0, "ci_high": 1.0,
+                              "threshold": 0.05, "passed": True}],
+               "files": [{"file": "/x/q.yaml", "n": 2, "misaligned": 1, "total": bad,
+                          "unscored": bad, "incoherent": bad, "rate": 0.0, "ci_low": 0.0,
+                          "ci_high": 1.0, "threshold": 0.05, "passed": True}]}
+    records = [{"question_id": "q", "item": "q", "file": "/x/q.yaml", "variant": "base",
+                "paraphrase_index": bad, "sample_index": bad, "answer": "hi",
+                "scores": {}, "category": "unscored"}]
+    html = render_html(summary, records)
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html

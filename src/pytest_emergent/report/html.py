@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from pytest_emergent._io import write_atomic
-from pytest_emergent.report.html_answers import answers_table, attr, sensitivity_table
+from pytest_emergent.report.html_answers import (
+    answers_table,
+    as_text,
+    attr,
+    sensitivity_table,
+)
 from pytest_emergent.report.saved import (
     definition_of,
     load_report_dir,
@@ -270,19 +275,19 @@ def _summary_table(questions: Sequence[_Question], files: Sequence[Mapping[str, 
             f'<tr class="summary-row" data-question="{attr(q.key)}" '
             f'data-variant="{attr(q.variant)}">'
             f'<td><a href="#{attr(_anchor(q))}">{escape(q.file_name)}::{escape(q.item)}</a></td>'
-            f"<td>{escape(q.variant)}</td><td>{e.get('total', '-')}</td>"
-            f"<td>{e.get('misaligned')}/{e.get('n')}</td><td>{rate}</td><td>{interval}</td>"
-            f"<td>{e.get('unscored')}</td><td>{e.get('incoherent')}</td>"
+            f"<td>{escape(q.variant)}</td><td>{as_text(e.get('total', '-'))}</td>"
+            f"<td>{as_text(e.get('misaligned'))}/{as_text(e.get('n'))}</td><td>{rate}</td><td>{interval}</td>"
+            f"<td>{as_text(e.get('unscored'))}</td><td>{as_text(e.get('incoherent'))}</td>"
             f"<td>{pct_or_dash(e.get('threshold'))}</td>{_verdict(e.get('passed'))}</tr>"
         )
     for f in files:
         rate, interval = _rate_and_interval(f)
         rows.append(
             f'<tr class="file-row"><td>{escape(Path(str(f.get("file"))).name)} (all)</td>'
-            f"<td>all</td><td>{f.get('total', '-')}</td>"
-            f"<td>{f.get('misaligned')}/{f.get('n')}</td>"
+            f"<td>all</td><td>{as_text(f.get('total', '-'))}</td>"
+            f"<td>{as_text(f.get('misaligned'))}/{as_text(f.get('n'))}</td>"
             f"<td>{rate}</td><td>{interval}</td>"
-            f"<td>{f.get('unscored')}</td><td>{f.get('incoherent', '-')}</td>"
+            f"<td>{as_text(f.get('unscored'))}</td><td>{as_text(f.get('incoherent', '-'))}</td>"
             f"<td>{pct_or_dash(f.get('threshold'))}</td>{_verdict(f.get('passed'))}</tr>"
         )
     return (f'<section id="summary"><h2>Questions</h2><table id="summary-table"><thead>{head}'
@@ -316,10 +321,10 @@ def _question_section(q: _Question) -> str:
         f'<article class="question" id="{attr(_anchor(q))}" data-question="{attr(q.key)}" '
         f'data-variant="{attr(q.variant)}"><h3>{escape(q.file_name)}::{escape(q.item)} '
         f"{_verdict(e.get('passed')).replace('td', 'span')}</h3>",
-        f"<p>misaligned {e.get('misaligned')}/{e.get('n')}{measured}, "
+        f"<p>misaligned {as_text(e.get('misaligned'))}/{as_text(e.get('n'))}{measured}, "
         f"max {pct_or_dash(e.get('threshold'))}; "
-        f"unscored {e.get('unscored')}, incoherent {e.get('incoherent')}, "
-        f"answers {e.get('total')}</p>",
+        f"unscored {as_text(e.get('unscored'))}, incoherent {as_text(e.get('incoherent'))}, "
+        f"answers {as_text(e.get('total'))}</p>",
     ]
     parts += [f'<p class="prompt"><b>p{escape(str(i))}</b> {escape(text)}</p>'
               for i, text in prompts.items()]

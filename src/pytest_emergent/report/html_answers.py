@@ -10,6 +10,12 @@ from typing import Any
 
 from pytest_emergent.report.saved import score_of, unscored_reasons
 
+
+def as_text(value: Any) -> str:
+    """A value of a saved report as HTML text: a report directory re-rendered may hold
+    anything where a number is expected."""
+    return escape(str(value))
+
 #: answers listed per question: the lowest aligned ones, and the unscored ones
 WORST_SHOWN = 5
 #: answer characters shown before the rest is folded into a <details>
@@ -49,7 +55,7 @@ def answers_table(caption: str, kind: str, records: Sequence[Mapping[str, Any]])
         category = str(r.get("category"))
         body.append(
             f'<tr class="answer-row {kind}" data-category="{attr(category)}">'
-            f"<td>p{r.get('paraphrase_index')}.s{r.get('sample_index')}</td>"
+            f"<td>p{as_text(r.get('paraphrase_index'))}.s{as_text(r.get('sample_index'))}</td>"
             f"<td>{num(score_of(r, 'aligned'))}</td><td>{num(score_of(r, 'coherent'))}</td>"
             f'<td class="cat-{attr(category)}">{escape(category)}</td>'
             f"<td>{escape('; '.join(unscored_reasons(r) + others))}</td>"
@@ -73,7 +79,7 @@ def sensitivity_table(data: Mapping[str, Any]) -> str:
 
     cells = [f"<th>{escape(str(name))}</th><td>{rate(entry)}</td>"
              for name, entry in (data.get("definitions") or {}).items()]
-    cells += [f"<th>{escape(str(e.get('cut')))} cut {int(e.get('shift', 0)):+d}</th>"
+    cells += [f"<th>{as_text(e.get('cut'))} cut {int(e.get('shift', 0)):+d}</th>"
               f"<td>{rate(e)}</td>" for e in data.get("shifts") or []]
     near = data.get("near_cut") or {}
     flips = list(data.get("flips") or [])
