@@ -163,6 +163,7 @@ def test_a_fake_script_a_file_names_as_baseline_is_read_within_the_budget(
               for i in range(1, 9)]
     script = Path(str(tmp_path)) / "evil.yaml"
     script.write_text("\n".join(lines) + "\n")
+    # whichever part of the budget runs out first (memory here alone; CPU on a busy worker)
     with pytest.raises(ModelSpecError, match=r"evil\.yaml: the script is too large to read: "
-                       r"it needed more than 256 MiB"):
+                       r"it (needed more than 256 MiB|took more than 5 s of CPU)"):
         FakeBackend.from_file(script)
