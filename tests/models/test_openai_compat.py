@@ -318,39 +318,64 @@ def test_a_short_key_is_scrubbed_where_it_stands_as_a_token() -> None:
         "401: key *** rejected (***); abcdef and xabc stay")
 
 
-def test_one_failed_request_keeps_the_others_results(api, server, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """A request that fails for good (here a 401, never retried) no longer cancels the rest
-    of its call: their results come back with the error, the cache stores them, and the
-    judge leaves only the failed one unscored."""
-    from pytest_emergent.errors import PartialBatchError
+def test_one_failed_request_keeps_what_finished_and_stops_the_rest(api, server, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A request that fails for good (here a 401, never retried) stops the requests of its
+    call not done yet (a dead endpoint fails after one request's retries, not after all of
+    them); what finished comes back with the error, the cache keeps it, and a rerun asks
+    only for the rest. The judge leaves only those unscored."""
     from pytest_emergent.models.cache import CachedBackend, Store
 
     reqs = [ScoreRequest((("user", f"Rate answer {i}"),), NUMERIC_CANDIDATES) for i in range(4)]
-    server.inject("401_echo", count=1)
-    with pytest.raises(PartialBatchError, match=r"judgment failed: 1 of 4 judgment requests: "
-                       r"HTTP 401") as info:
-        api.candidate_probs(reqs)
-    assert len(info.value.done) == 3 and KEY not in str(info.value)
-
-    server.inject("401_echo", count=1)
-    tasks = [JudgeTask("aligned", f"Rate answer {i}", "numeric") for i in range(4)]
-    scores = Judge(api).score(tasks)
-    errors = [s for s in scores if s.unscored_reason and s.unscored_reason.startswith("error")]
-    assert len(errors) == 1 and "1 of 4" in errors[0].unscored_reason  # type: ignore[operator]
-    assert sum(s.unscored_reason is None or not s.unscored_reason.startswith("error")
-               for s in scores) == 3
-
     store = Store(tmp_path / "c.sqlite")
     server.inject("401_echo", count=1)
     cached = CachedBackend(lambda: api, store, spec="openai:tiny", fingerprint="f",
                            is_local=False)
-    with pytest.raises(PartialBatchError):
+    with pytest.raises(BackendError, match=r"judgment failed: 1 of 4 judgment requests "
+                       r"failed.*HTTP 401") as info:
         cached.candidate_probs(reqs)
-    assert store.count("judgment") == 3
+    assert KEY not in str(info.value)
+    kept = store.count("judgment")
+    assert kept == len(getattr(info.value, "done", {})) < 4
     again = CachedBackend(lambda: api, store, spec="openai:tiny", fingerprint="f",
                           is_local=False)
-    assert len(again.candidate_probs(reqs)) == 4 and (again.hits, again.misses) == (3, 1)
+    assert len(again.candidate_probs(reqs)) == 4 and (again.hits, again.misses) == (kept, 4 - kept)
+
+    server.inject("401_echo", count=1)
+    tasks = [JudgeTask("aligned", f"Rate answer {i} again", "numeric") for i in range(4)]
+    scores = Judge(api).score(tasks)
+    errors = [s for s in scores if s.unscored_reason and s.unscored_reason.startswith("error")]
+    assert 1 <= len(errors) <= 4 and all("1 of 4" in e.unscored_reason for e in errors)  # type: ignore[operator]
     with pytest.raises(BackendError) as single:  # one request alone: its own error, as before
         server.inject("401_echo", count=1)
         api.candidate_probs(reqs[:1])
-    assert not isinstance(single.value, PartialBatchError) and "401" in str(single.value)
+    assert "401" in str(single.value) and "of 1" not in str(single.value)
+
+
+def test_a_failure_cancels_what_is_not_done_and_keeps_what_is() -> None:
+    """`outcomes_failing_fast` and `settled` without a server: two requests finish, the
+    third fails, the fourth (which would take 30 s) is stopped at once."""
+    import asyncio
+    import time
+
+    from pytest_emergent.errors import PartialBatchError
+    from pytest_emergent.models.openai.calls import outcomes_failing_fast, settled
+
+    async def answer(value: str, delay: float) -> str:
+        await asyncio.sleep(delay)
+        return value
+
+    async def fails() -> str:
+        await asyncio.sleep(0.05)
+        raise BackendError("gave up after 6 attempts; last error: timed out")
+
+    async def main() -> list[object]:
+        return await outcomes_failing_fast([answer("a", 0.0), answer("b", 0.01), fails(),
+                                            answer("late", 30.0)])
+
+    start = time.monotonic()
+    outcomes = asyncio.run(main())
+    assert time.monotonic() - start < 5
+    with pytest.raises(PartialBatchError, match=r"^1 of 4 judgment requests failed \(1 more "
+                       r"not sent after it\): gave up after 6 attempts") as info:
+        settled(outcomes, "judgment")
+    assert info.value.done == {0: "a", 1: "b"}

@@ -34,7 +34,7 @@ from pytest_emergent.models.base import (
     ScoreRequest,
 )
 from pytest_emergent.models.openai.backend import TOP_LOGPROBS
-from pytest_emergent.models.openai.calls import run_sync, settled
+from pytest_emergent.models.openai.calls import outcomes_failing_fast, run_sync, settled
 from pytest_emergent.models.openai.responses import map_top_logprobs
 
 __all__ = ["InspectBackend", "from_spec", "inspect_messages", "register_model_api"]
@@ -88,7 +88,7 @@ class InspectBackend:
         return self._model
 
     def _run(self, calls: Sequence[Any]) -> list[Any]:
-        """Each call's output, or the `BackendError` it failed with (the others still run)."""
+        """Each call's output, or the `BackendError` it failed with (`outcomes_failing_fast`)."""
         model = self._get()
 
         async def main() -> list[Any]:
@@ -100,9 +100,9 @@ class InspectBackend:
                     try:
                         return await model.generate(messages, config=config)
                     except Exception as exc:
-                        return BackendError(f"{self.spec}: {type(exc).__name__}: {exc}")
+                        raise BackendError(f"{self.spec}: {type(exc).__name__}: {exc}") from None
 
-            return list(await asyncio.gather(*(one(c) for c in calls)))
+            return await outcomes_failing_fast([one(c) for c in calls])
 
         try:
             return run_sync(main)

@@ -12,7 +12,8 @@ Works with api.openai.com and with any server that speaks the chat-completions p
 - Requests run concurrently on one event loop, at most `concurrency` at a time; 429s, 5xx,
   timeouts, connection errors and malformed bodies are retried with exponential backoff
   (honouring `Retry-After`); after `max_retries` the call raises `BackendError` naming the
-  cause, once every request of it has settled: the results of the others go with it
+  cause. The requests not done by then are cancelled (a dead endpoint fails after one
+  request's retries), and the results of those that finished go with the error
   (`PartialBatchError.done`), so they are cached and judged. Nothing is ever returned for a
   failed request.
 - The API key never appears in messages, reprs or fingerprints: it is held in a `_Secret`
@@ -46,7 +47,7 @@ from pytest_emergent.models.base import (
     ScoreRequest,
     as_dicts,
 )
-from pytest_emergent.models.openai.calls import run_sync, settled
+from pytest_emergent.models.openai.calls import outcomes_failing_fast, run_sync, settled
 from pytest_emergent.models.openai.digits import digit_probs
 from pytest_emergent.models.openai.redact import _Secret, public_url, scrub
 from pytest_emergent.models.openai.responses import (
@@ -236,14 +237,7 @@ class OpenAICompatBackend:
                     return await call(request)
 
             try:
-                tasks = [asyncio.ensure_future(bounded(r)) for r in requests]
-                try:
-                    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-                except BaseException:
-                    for task in tasks:
-                        task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
-                    raise
+                outcomes = await outcomes_failing_fast([bounded(r) for r in requests])
             finally:
                 await client.close()
             return settled(outcomes, what)
