@@ -327,6 +327,28 @@ def test_the_full_forward_path_runs_below_the_placement_wrapper(
     assert torch.allclose(full.float(), usual.float(), atol=0.05)
 
 
+def test_unwrapped_reaches_the_placed_model_inside_a_peft_model(
+        tiny_dir: Path, models_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """peft calls the placed model inside it, whose hooks read the unwrapped flag there: a
+    LoRA over a placed model gets the model's own logits too."""
+    import peft
+    import torch
+
+    from pytest_emergent.models.hf.placement import unwrapped
+    from pytest_emergent.models.registry import resolve
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    placed = resolve(str(tiny_dir), cache_dir=models_cache, dtype="bfloat16")
+    lora = peft.get_peft_model(copy.deepcopy(placed.model),  # type: ignore[attr-defined]
+                               peft.LoraConfig(r=2, target_modules=["q_proj"]))
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert lora(input_ids=ids).logits.dtype == torch.float32  # wrapped: CPU float32
+        with unwrapped(lora):
+            assert lora(input_ids=ids).logits.dtype == torch.bfloat16
+        assert lora(input_ids=ids).logits.dtype == torch.float32
+
+
 def test_result_runs_through_the_evaluation_api(
     base: Backend, tmp_path: Path, models_cache: Path
 ) -> None:

@@ -248,3 +248,16 @@ def test_judge_and_baseline_specs_and_their_device_are_checked_at_start(
     remote = pytester.runpytest(*base, "--judge", "fake:fake.yaml", "--em-device", "cuda",
                                 "--collect-only")  # nothing runs locally: no GPU asked for
     assert remote.ret == pytest.ExitCode.OK
+
+
+def test_bf16_casts_a_sinusoidal_position_table_with_the_weights() -> None:
+    """Only the rotary constants stay float32: XGLM adds its (non-persistent) position table
+    to the hidden states, so keeping it float32 broke the next bf16 layer."""
+    from transformers import XGLMConfig, XGLMForCausalLM
+
+    model = XGLMForCausalLM(XGLMConfig(vocab_size=32, d_model=16, num_layers=1,
+                                       attention_heads=2, ffn_dim=32,
+                                       max_position_embeddings=16))
+    placed = placement.place(model, CPU, torch.bfloat16)
+    assert placed.model.embed_positions.weights.dtype == torch.bfloat16
+    assert placed(input_ids=torch.tensor([[1, 2, 3]])).logits.dtype == torch.float32

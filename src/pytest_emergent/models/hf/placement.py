@@ -25,6 +25,8 @@ from pytest_emergent.errors import ModelSpecError
 
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 DTYPES = ("auto", "float32", "bfloat16")
+#: buffers of a rotary embedding that `place` keeps in the precision they were built in
+ROTARY_CONSTANTS = frozenset({"inv_freq", "original_inv_freq"})
 #: a model attribute that, while True, makes `place`'s wrapping pass everything through
 _RAW = "_pytest_emergent_unwrapped"
 
@@ -96,16 +98,17 @@ def dtype_name(dtype: Any) -> str:
 def place(model: Any, device: Any, dtype: Any) -> Any:
     """`model` on `device` in `dtype`; see the module docstring for the forward wrapping.
 
-    Computed constants (non-persistent floating buffers, such as the rotary embedding's
-    `inv_freq`) keep the precision the model was built with, as transformers' own bf16
-    loading keeps them: rounded to bf16, the rotary frequencies were off by up to 0.37 %,
-    over a radian of phase for some of them by position 4,000."""
+    The rotary embedding's frequencies (`inv_freq`, `original_inv_freq`) keep the precision
+    the model was built with, as transformers' own bf16 loading keeps them: rounded to bf16
+    they were off by up to 0.37 %, over a radian of phase for some by position 4,000. Other
+    buffers follow the dtype (a sinusoidal position table is added to the hidden states,
+    which must then stay bf16)."""
     import torch
 
     constants = [(module, name, buffer) for module in model.modules()
                  for name, buffer in module._buffers.items()
-                 if buffer is not None and buffer.is_floating_point()
-                 and name in module._non_persistent_buffers_set]
+                 if name in ROTARY_CONSTANTS and buffer is not None
+                 and buffer.is_floating_point()]
     model = model.to(device=device, dtype=dtype)
     for module, name, buffer in constants:
         module._buffers[name] = buffer.to(device)
@@ -138,9 +141,14 @@ def place(model: Any, device: Any, dtype: Any) -> Any:
 def unwrapped(model: Any) -> Iterator[Any]:
     """`model` with `place`'s wrapping off: inputs must be on its device already, and
     logits and hidden states stay there, in its dtype (a no-op where nothing was wrapped)."""
-    before = getattr(model, _RAW, False)
-    setattr(model, _RAW, True)
+    # a peft model calls the placed model inside it, whose hooks read the flag there
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    targets = [model] if inner is model else [model, inner]
+    before = [getattr(m, _RAW, False) for m in targets]
+    for m in targets:
+        setattr(m, _RAW, True)
     try:
         yield model
     finally:
-        setattr(model, _RAW, before)
+        for m, was in zip(targets, before, strict=True):
+            setattr(m, _RAW, was)
