@@ -147,6 +147,10 @@ def test_a_file_of_many_questions_has_a_total_limit() -> None:
     assert "question 'q11'" in msg and "brings the file's plan to 108000 answers" in msg
     assert f"limit of {10 * MAX_ANSWERS} per file" in msg
     assert len(load_text("questions:\n" + body, "x.yaml", max_answers=20_000).questions) == 12
+    # a lowered per-question limit leaves the file's at the default
+    small = "".join(f"  - id: s{i}\n    paraphrases: [a]\n    samples_per_paraphrase: 8\n"
+                    f"    judge_prompts: {JP}\n" for i in range(18))
+    assert len(load_text("questions:\n" + small, "x.yaml", max_answers=10).questions) == 18
 
 
 def test_a_fake_script_a_file_names_as_baseline_is_read_within_the_budget(

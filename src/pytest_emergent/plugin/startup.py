@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def model_spec(spec: str | None, name: str) -> None:
     """A judge or baseline spec that names no model (`nonsense:`, a missing path) is a usage
     error naming the option now, not a setup error on every item later."""
-    if spec is None:
+    if spec is None or not spec.strip():  # an empty baseline is no baseline
         return
     from pytest_emergent.errors import ModelSpecError
     from pytest_emergent.models.registry import check_spec

@@ -75,16 +75,21 @@ def _cpu_timer(seconds: float) -> Iterator[None]:
         yield
         return
 
+    armed = True
+
     def expired(_signum: int, _frame: Any) -> None:
-        raise BudgetExceeded(f"took more than {seconds:g} s of CPU time")
+        if armed:  # a signal still pending while the body ends must not escape from here
+            raise BudgetExceeded(f"took more than {seconds:g} s of CPU time")
 
     previous = signal.signal(signal.SIGVTALRM, expired)
     old_delay, old_interval = signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
     try:
         yield
     finally:
+        armed = False
         signal.setitimer(signal.ITIMER_VIRTUAL, 0)
-        signal.signal(signal.SIGVTALRM, previous)
+        # a handler installed from C reads as None: put the default back then
+        signal.signal(signal.SIGVTALRM, signal.SIG_DFL if previous is None else previous)
         if old_delay > 0:  # someone else's timer: give it back
             signal.setitimer(signal.ITIMER_VIRTUAL, old_delay, old_interval)
 

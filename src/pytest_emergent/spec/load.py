@@ -133,6 +133,8 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
     questions: list[Question] = []
     origin: dict[str, str] = {}  # id or item name -> how it came to exist, for messages
     planned = 0  # answers the file plans so far
+    # a lowered per-question limit does not lower the file's below the default one
+    file_limit = FILE_ANSWERS_FACTOR * max(max_answers, MAX_ANSWERS)
     for index, entry in enumerate(entries, start=1):
         built = _build(entry, index, defaults, file_vars, samples_override, source, path,
                        judge_source)
@@ -161,12 +163,13 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
                 origin[name] = how
             questions.append(q)
             planned += q.n_samples
-            if planned > FILE_ANSWERS_FACTOR * max_answers:
+            if planned > file_limit:
                 _Ctx(path, q.id).fail(
                     f"brings the file's plan to {planned} answers, more than the limit of "
-                    f"{FILE_ANSWERS_FACTOR * max_answers} per file ({FILE_ANSWERS_FACTOR} x "
-                    "--em-max-answers); lower the sample counts (or --em-samples), split the "
-                    "file, or raise --em-max-answers", "samples_per_paraphrase")
+                    f"{file_limit} per file ({FILE_ANSWERS_FACTOR} x --em-max-answers, at "
+                    f"least {FILE_ANSWERS_FACTOR * MAX_ANSWERS}); lower the sample counts (or "
+                    "--em-samples), split the file, or raise --em-max-answers",
+                    "samples_per_paraphrase")
     return QuestionFile(
         path=source,
         questions=tuple(questions),
