@@ -115,14 +115,18 @@ def test_jinja_that_builds_text_or_loops_without_printing_runs_out_of_budget(
     msg = refused(q(f'paraphrases: ["{template}"]\n'))
     assert time.monotonic() - start < 10
     assert "question 'q1'" in msg and "paraphrases[0]" in msg
-    assert "too expensive to render" in msg and says in msg
+    assert "too expensive to render" in msg
+    # the memory cases may run out of their (lowered) CPU time first on a slow machine
+    assert says in msg or "took more than 0.5 s of CPU time" in msg
 
 
 def test_a_regular_expression_that_expands_as_it_compiles_is_refused() -> None:
     pattern = "(?:(?:a{1000}){1000}){1000}"  # gigabytes in the regex module's compiler
     msg = refused(q(f"paraphrases: [hi]\nscorers: [{{name: r, kind: regex, pattern: "
                     f"'{pattern}'}}]\n"))
-    assert "scorers[0]" in msg and "too expensive to compile" in msg and "256 MiB" in msg
+    assert "scorers[0]" in msg and "too expensive to compile" in msg
+    # whichever part of the budget runs out first: memory alone, CPU on a loaded machine
+    assert "needed more than 256 MiB" in msg or "took more than 5 s of CPU time" in msg
 
 
 def test_literal_texts_and_files_are_bounded(tmp_path: pytest.TempPathFactory) -> None:
