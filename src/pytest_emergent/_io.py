@@ -1,4 +1,5 @@
-"""File writes that never leave a half-written file: one implementation for the package.
+"""File writes that never leave a half-written file, and reading a figure of /proc: one
+implementation each for the package.
 
 Imports nothing else of the package.
 """
@@ -32,3 +33,16 @@ def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def proc_bytes(path: str, key: str) -> int | None:
+    """The figure a /proc file gives in kB for `key` ("MemAvailable", "VmSize"), in bytes;
+    None where the file or the key is not there."""
+    try:
+        with open(path, encoding="ascii") as table:
+            for line in table:
+                if line.startswith(f"{key}:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None

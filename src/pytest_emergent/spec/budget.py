@@ -24,6 +24,8 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from pytest_emergent._io import proc_bytes
+
 #: address space one bounded piece of work may add
 MEMORY = 256 * 2**20
 #: CPU seconds one bounded piece of work may take
@@ -34,18 +36,6 @@ class BudgetExceeded(Exception):
     """Bounded work needed more memory or CPU time than its budget."""
 
 
-def _address_space() -> int | None:
-    """Bytes of address space this process maps now (VmSize), or None where unknown."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmSize:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 @contextlib.contextmanager
 def _memory_cap(extra: int) -> Iterator[None]:
     try:
@@ -53,7 +43,7 @@ def _memory_cap(extra: int) -> Iterator[None]:
     except ImportError:  # not on this platform
         yield
         return
-    used = _address_space()
+    used = proc_bytes("/proc/self/status", "VmSize")  # address space mapped now
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     cap = None if used is None else used + extra
     if cap is None or (soft != resource.RLIM_INFINITY and soft <= cap) or (

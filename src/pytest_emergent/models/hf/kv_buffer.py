@@ -22,6 +22,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from pytest_emergent._io import proc_bytes
+
 #: spare token slots added whenever a buffer is (re)allocated
 GROWTH = 64
 #: share of the device's free memory one generation batch may take
@@ -118,13 +120,9 @@ def free_memory(device: Any) -> int | None:
         return int(torch.cuda.mem_get_info(device)[0]) + max(0, int(held))
     if getattr(device, "type", "cpu") != "cpu":
         return None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    available = proc_bytes("/proc/meminfo", "MemAvailable")
+    if available is not None:
+        return available
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
