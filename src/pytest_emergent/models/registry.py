@@ -232,9 +232,7 @@ def runs_locally(spec: str) -> bool:
         kind = _classify(spec)
     except (ModelSpecError, MissingDependencyError):
         return False
-    if kind.kind in ("contrast", "probe"):
-        return is_local_spec(kind.target)
-    return kind.kind in ("alias", "gguf", "hf", "adapter")
+    return is_local_spec(kind.target if kind.kind in ("contrast", "probe") else spec)
 
 
 def check_spec(spec: str) -> None:

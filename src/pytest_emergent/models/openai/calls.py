@@ -1,6 +1,7 @@
-"""Running one call's requests on an event loop: from any thread (`run_sync`), and what a
-call returns once every request has settled (`settled`). Used by the `openai:` and
-`inspect:` backends."""
+"""Running one call's requests on an event loop: from any thread (`run_sync`), stopping the
+rest once one fails (`outcomes_failing_fast`), and what the call then returns or raises
+with the results that came back (`settled`). Used by the `openai:` and `inspect:`
+backends."""
 
 from __future__ import annotations
 
