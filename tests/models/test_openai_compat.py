@@ -323,6 +323,8 @@ def test_one_failed_request_keeps_what_finished_and_stops_the_rest(api, server, 
     call not done yet (a dead endpoint fails after one request's retries, not after all of
     them); what finished comes back with the error, the cache keeps it, and a rerun asks
     only for the rest. The judge leaves only those unscored."""
+    import time
+
     from pytest_emergent.models.cache import CachedBackend, Store
 
     reqs = [ScoreRequest((("user", f"Rate answer {i}"),), NUMERIC_CANDIDATES) for i in range(4)]
@@ -340,14 +342,19 @@ def test_one_failed_request_keeps_what_finished_and_stops_the_rest(api, server, 
                           is_local=False)
     assert len(again.candidate_probs(reqs)) == 4 and (again.hits, again.misses) == (kept, 4 - kept)
 
+    # requests the client cancelled may already be on the wire: let them reach the server
+    # before the next fault is injected, or one of them takes it
+    time.sleep(1.0)
     server.inject("401_echo", count=1)
     tasks = [JudgeTask("aligned", f"Rate answer {i} again", "numeric") for i in range(4)]
     scores = Judge(api).score(tasks)
     errors = [s for s in scores if s.unscored_reason and s.unscored_reason.startswith("error")]
     assert 1 <= len(errors) <= 4 and all("1 of 4" in e.unscored_reason for e in errors)  # type: ignore[operator]
+    time.sleep(1.0)
+    server.inject("401_echo", count=-1)  # every request from now: a late one cannot take it
     with pytest.raises(BackendError) as single:  # one request alone: its own error, as before
-        server.inject("401_echo", count=1)
         api.candidate_probs(reqs[:1])
+    server.clear_faults()
     assert "401" in str(single.value) and "of 1" not in str(single.value)
 
 
