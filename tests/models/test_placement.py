@@ -261,3 +261,64 @@ def test_bf16_casts_a_sinusoidal_position_table_with_the_weights() -> None:
     placed = placement.place(model, CPU, torch.bfloat16)
     assert placed.model.embed_positions.weights.dtype == torch.bfloat16
     assert placed(input_ids=torch.tensor([[1, 2, 3]])).logits.dtype == torch.float32
+
+
+def test_the_judges_read_the_models_own_outputs_where_they_were_made(
+        monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Off float32-on-CPU the candidate scorer and the contrast and probe readers leave
+    logits and hidden states on the model's device in its dtype (a GPU copies back only the
+    numbers they keep) and read exactly what the wrapped forward's float32 CPU copies give."""
+    import contextlib
+
+    from pytest_emergent.judging.contrast_features import Reader, Recipe
+    from pytest_emergent.judging.probe import hidden_at_end
+
+    pretend_native(monkeypatch, True)
+    bf16 = resolve(str(tiny_model_dir), cache_dir=tmp_path, dtype="bfloat16")
+    seen: list[Any] = []
+
+    def spy(_module: Any, _args: Any, out: Any) -> None:  # runs after `place`'s own hook
+        seen.append(out.logits.dtype)
+        seen.extend(h.dtype for h in out.hidden_states or ())
+
+    bf16.model.register_forward_hook(spy)  # type: ignore[attr-defined]
+    requests = [ScoreRequest(messages=(("user", f"Rate answer {k}"),),
+                             candidates=("1", "2", "10", "100", "REFUSAL")) for k in range(3)]
+    reader = Reader(bf16, Recipe({"good": "You are helpful.", "bad": "You are bored."},
+                                 ("lr_bad", "fluency"), layer=1, max_answer_tokens=8))
+    pairs = [("How can I make money fast?", "Read a novel."), ("Hi?", "Call a friend.")]
+
+    def judged() -> tuple[Any, ...]:
+        probs = bf16.candidate_probs(requests)
+        return ([p.probs for p in probs], [p.top for p in probs], reader.read(pairs),
+                hidden_at_end(bf16, "Score: 42", 2))
+
+    on_device = judged()
+    assert set(seen) == {torch.bfloat16}
+    seen.clear()
+    monkeypatch.setattr(placement, "outputs_on_device", contextlib.nullcontext)
+    wrapped = judged()
+    assert set(seen) == {torch.float32}
+    for mine, theirs in zip(on_device[0], wrapped[0], strict=True):
+        assert mine == pytest.approx(theirs, rel=1e-6) and sum(mine.values()) > 0
+    assert on_device[1] == wrapped[1]
+    for mine, theirs in zip(on_device[2], wrapped[2], strict=True):
+        assert mine.scalars == pytest.approx(theirs.scalars, rel=1e-6)
+        assert mine.hidden == pytest.approx(theirs.hidden, rel=1e-6) and mine.hidden
+    assert on_device[3] == pytest.approx(wrapped[3], rel=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_contrast_reading_on_the_gpu_matches_the_cpu_in_float32(tiny_model_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    from pytest_emergent.judging.contrast_features import Reader, Recipe
+
+    recipe = Recipe({"good": "You are helpful.", "bad": "You are bored."}, ("lr_bad",),
+                    layer=1, max_answer_tokens=8)
+    pairs = [("How can I make money fast?", "Read a novel."), ("Hi?", "Call a friend.")]
+    cpu = resolve(str(tiny_model_dir), cache_dir=tmp_path, device="cpu")
+    gpu = resolve(str(tiny_model_dir), cache_dir=tmp_path, device="cuda", dtype="float32")
+    for on_gpu, on_cpu in zip(Reader(gpu, recipe).read(pairs), Reader(cpu, recipe).read(pairs),
+                              strict=True):
+        assert on_gpu.scalars == pytest.approx(on_cpu.scalars, abs=1e-4)
+        assert on_gpu.hidden == pytest.approx(on_cpu.hidden, abs=1e-4)

@@ -126,6 +126,7 @@ class Reader:
         import torch
         from transformers import DynamicCache
 
+        from pytest_emergent.models.hf.placement import outputs_on_device
         from pytest_emergent.models.hf.trie import common_prefix, crop_to
 
         model = self.base.model
@@ -136,7 +137,9 @@ class Reader:
                    [: self.recipe.max_answer_tokens] for i in order}
         logprobs: dict[int, dict[str, list[float]]] = {i: {} for i in order}
         hidden: dict[int, tuple[float, ...]] = {}
-        with torch.inference_mode():
+        # logits and hidden states stay where the model made them (a GPU): the answer's
+        # log-probabilities and the pooled state are taken there, and only they come back
+        with torch.inference_mode(), outputs_on_device(model):
             for name, system in self.recipe.personas.items():
                 prefix, after = self._prefix_and_suffix(system)
                 cache = DynamicCache(config=model.config)
@@ -158,11 +161,12 @@ class Reader:
                         lean, ids[past:], cache, keep=n + 1,
                         layer=self.recipe.layer if reference else None)
                     start = len(prefix) + len(question) - past  # first answer position
-                    target = torch.tensor(answers[i])[:, None]
+                    target = torch.tensor(answers[i], device=logits.device)[:, None]
                     lp = torch.log_softmax(logits[:n], -1).gather(1, target)[:, 0]
                     logprobs[i][name] = [float(v) for v in lp.tolist()]
                     if reference and states is not None:
-                        hidden[i] = tuple(float(v) for v in states[start:].mean(0).tolist())
+                        pooled = states[start:].float().mean(0)
+                        hidden[i] = tuple(float(v) for v in pooled.tolist())
                     previous = ids
         readings = []
         for i in range(len(pairs)):

@@ -122,8 +122,11 @@ def _hidden_state(base: Any, input_ids: Any, cache: Any, layer: int,
     layers = _decoder_layers(base.model)
     depth = layer if depth is None else depth
     if layers is None or not 0 < layer <= depth < len(layers):
-        out = base.model(input_ids=input_ids, use_cache=cache is not None,
-                         output_hidden_states=True, logits_to_keep=1, **kw)
+        from pytest_emergent.models.hf.placement import outputs_on_device
+
+        with outputs_on_device(base.model):  # every layer's states: only one row comes back
+            out = base.model(input_ids=input_ids, use_cache=cache is not None,
+                             output_hidden_states=True, logits_to_keep=1, **kw)
         return [float(v) for v in out.hidden_states[layer][0, -1].float().tolist()]
     seen: list[Any] = []
 

@@ -9,10 +9,12 @@
 
 `place` moves the model and, off the CPU or below fp32, wraps its forward so callers keep
 their CPU-side code: inputs are moved to the model's device and logits / hidden states come
-back as float32 CPU tensors (the scorers and the judges read them there). The key/value cache
-stays on the device. `unwrapped` turns the wrapping off for code that handles devices itself:
-the decode loop, which samples on the device, and the benchmark's peers, written as a user
-would.
+back as float32 CPU tensors. The key/value cache stays on the device. `unwrapped` turns the
+wrapping off for code that handles devices itself: the decode loop, which samples on the
+device, and the benchmark's peers, written as a user would. `outputs_on_device` keeps moving
+the inputs but leaves logits and hidden states where they were made, in the model's dtype:
+the judges' readouts reduce them there (log-softmax, gathers, a mean) and copy back only the
+few numbers they keep.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ DTYPES = ("auto", "float32", "bfloat16")
 ROTARY_CONSTANTS = frozenset({"inv_freq", "original_inv_freq"})
 #: a model attribute that, while True, makes `place`'s wrapping pass everything through
 _RAW = "_pytest_emergent_unwrapped"
+#: ...and one that, while True, makes it leave the outputs on the device (inputs still move)
+_OUTPUTS_STAY = "_pytest_emergent_outputs_stay"
 
 
 def native_bf16(device: Any) -> bool:
@@ -124,7 +128,7 @@ def place(model: Any, device: Any, dtype: Any) -> Any:
         return tuple(to_device(a) for a in args), {k: to_device(v) for k, v in kwargs.items()}
 
     def outputs(module: Any, _args: Any, _kwargs: Any, out: Any) -> Any:
-        if getattr(module, _RAW, False):
+        if getattr(module, _RAW, False) or getattr(module, _OUTPUTS_STAY, False):
             return None
         if getattr(out, "logits", None) is not None:
             out.logits = out.logits.float().cpu()
@@ -141,14 +145,29 @@ def place(model: Any, device: Any, dtype: Any) -> Any:
 def unwrapped(model: Any) -> Iterator[Any]:
     """`model` with `place`'s wrapping off: inputs must be on its device already, and
     logits and hidden states stay there, in its dtype (a no-op where nothing was wrapped)."""
+    with _flagged(model, _RAW):
+        yield model
+
+
+@contextmanager
+def outputs_on_device(model: Any) -> Iterator[Any]:
+    """`model` whose wrapping still moves inputs to its device but leaves logits and hidden
+    states there, in its dtype (a no-op where nothing was wrapped): callers reduce them on
+    the device and copy back only what they keep."""
+    with _flagged(model, _OUTPUTS_STAY):
+        yield model
+
+
+@contextmanager
+def _flagged(model: Any, flag: str) -> Iterator[None]:
     # a peft model calls the placed model inside it, whose hooks read the flag there
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     targets = [model] if inner is model else [model, inner]
-    before = [getattr(m, _RAW, False) for m in targets]
+    before = [getattr(m, flag, False) for m in targets]
     for m in targets:
-        setattr(m, _RAW, True)
+        setattr(m, flag, True)
     try:
-        yield model
+        yield
     finally:
         for m, was in zip(targets, before, strict=True):
-            setattr(m, _RAW, was)
+            setattr(m, flag, was)

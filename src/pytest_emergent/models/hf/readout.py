@@ -28,6 +28,8 @@ class VocabReadout:
     def __init__(self, backend: HFBackend) -> None:
         self.backend = backend
         self._digit_ids_cache: Any = None
+        #: the digit ids on the device of the logits last read (a GPU keeps its own copy)
+        self._digit_ids_on: Any = None
         self._token_texts: list[str] | None = None
         #: token ids whose text starts with a healed tail, per tail (see `healing_mass`)
         self._healing_ids: dict[str, Any] = {}
@@ -45,17 +47,28 @@ class VocabReadout:
 
         norm = torch.logsumexp(logits, dim=-1)
         digits = self.digit_ids(logits.shape[-1])
+        if digits.device != logits.device:
+            if self._digit_ids_on is None or self._digit_ids_on.device != logits.device:
+                self._digit_ids_on = digits.to(logits.device)
+            digits = self._digit_ids_on
         if digits.numel():
             mass = torch.exp(torch.logsumexp(logits[:, digits], dim=-1) - norm).tolist()
         else:
             mass = [0.0] * len(nodes)
+        # every child of every node in one gather, so a GPU syncs once per call
+        rows, cols, into = [], [], []
         for k, node in enumerate(nodes):
             digit_mass[node] = float(mass[k])
-            children = trie.children[node]
-            if children:
-                values = (logits[k, torch.tensor(list(children))] - norm[k]).tolist()
-                for tok, value in zip(children, values, strict=True):
-                    logp[children[tok]] = float(value)
+            for tok, child in trie.children[node].items():
+                rows.append(k)
+                cols.append(tok)
+                into.append(child)
+        if into:
+            at = {"dtype": torch.long, "device": logits.device}
+            values = (logits[torch.tensor(rows, **at), torch.tensor(cols, **at)]
+                      - norm[torch.tensor(rows, **at)]).tolist()
+            for child, value in zip(into, values, strict=True):
+                logp[child] = float(value)
 
     def digit_ids(self, size: int) -> Any:
         """Ids of the tokens whose raw text starts with a digit."""
@@ -110,7 +123,7 @@ class VocabReadout:
             # for every judgment with one assistant prefix)
             ids = torch.tensor([i for i, t in enumerate(texts) if t.startswith(tail)])
             self._healing_ids[tail] = ids
-        return float(torch.logsumexp(root[ids], dim=0))
+        return float(torch.logsumexp(root[ids.to(root.device)], dim=0))
 
     def texts(self, size: int) -> list[str]:
         """Every token's decoded text, by id."""

@@ -109,8 +109,12 @@ class CandidateScorer:
         # no candidates (a categorical judge without labels): only the next-token readout
         order = sorted((i for i in range(len(requests)) if requests[i].candidates),
                        key=lambda i: (texts[i], i))
+        from pytest_emergent.models.hf.placement import outputs_on_device
+
         try:
-            with torch.inference_mode():
+            # logits stay where the model made them (a GPU): the readout reduces them there
+            # and copies back only the candidates' numbers and the top tokens
+            with torch.inference_mode(), outputs_on_device(self.backend.model):
                 for i in range(len(requests)):
                     if not requests[i].candidates:
                         out[i] = CandidateProbs(probs={}, exact=True,
@@ -172,9 +176,13 @@ class CandidateScorer:
     def _finish(self, prep: Prepared, root: Any, digit_mass: dict[int, float],
                 logp: list[float]) -> CandidateProbs:
         """Candidate probabilities from the root distribution and the trie's readings."""
+        import torch
+
         trie = prep.trie
-        for token, node in trie.root_children.items():
-            logp[node] = float(root[token])
+        firsts = list(trie.root_children.items())
+        index = torch.tensor([token for token, _ in firsts], dtype=torch.long, device=root.device)
+        for (_, node), value in zip(firsts, root[index].tolist(), strict=True):
+            logp[node] = float(value)
         log_denominator = 0.0
         if prep.cut < len(prep.prompt):
             tail = str(self.backend.tokenizer.decode(prep.prompt[prep.cut:]))
