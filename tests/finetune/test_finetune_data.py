@@ -61,6 +61,7 @@ def test_valid_file_loads_and_skips_blank_lines(tmp_path: Path) -> None:
     ("row", "fragment"),
     [
         ("{not json", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "not valid JSON (nested too deeply)"),
         ({"text": "hi"}, "missing 'messages'"),
         ([{"role": "user", "content": "hi"}], "expected an object"),
         ({"messages": []}, "non-empty list"),

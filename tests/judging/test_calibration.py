@@ -207,6 +207,51 @@ def test_bad_records_name_file_record_and_field(tmp_path: Path, entry: str, mess
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("field", ["aligned", "reason", "kind", "id", "sample_index"])
+def test_a_calibration_file_of_aliases_is_refused_without_spelling_them_out(
+        tmp_path: Path, field: str) -> None:
+    """571 bytes of YAML aliases name a list of 10**8 items; printing it for the error (the
+    band's message did) ran past a minute and gigabytes. No value is printed but a string
+    or a number, so the refusal is immediate."""
+    import time
+
+    lines = ["base: &a0 [xxxxxxxxxxxxxxxx]"]
+    lines += [f"l{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    band = "[0, 5]" if field != "aligned" else "*a8"
+    extra = f", {field}: *a8" if field != "aligned" else ""
+    lines += ["answers:", f"  - {{question_id: q, question: hi, answer: yo, aligned: {band}"
+              f"{extra}}}"]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    start = time.process_time()
+    with pytest.raises(CalibrationError, match=rf"bomb\.yaml: answers\[0\]: field '{field}': "
+                       r"must be .*\(got a list of 10 items\)"):
+        load_calibration(path)
+    assert time.process_time() - start < 5
+
+
+def test_a_repeated_key_large_file_and_deep_json_are_clear_errors(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_emergent.judging.calibration import items
+
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("answers:\n  - {question_id: q, question: Q, answer: A, aligned: [0, 5],"
+                     " aligned: [90, 100]}\n")
+    with pytest.raises(CalibrationError, match=r"twice\.yaml: invalid YAML at line 2.*"
+                       r"found the key 'aligned' again"):
+        load_calibration(twice)
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(CalibrationError, match=r"deep\.jsonl: line 1: invalid JSON: nested"):
+        load_calibration(deep)
+    monkeypatch.setattr(items, "MAX_CALIBRATION_BYTES", 2**20)
+    big = tmp_path / "big.jsonl"
+    big.write_text("x" * (2**20 + 1))
+    with pytest.raises(CalibrationError, match=r"big\.jsonl: is larger than 1 MiB, the limit "
+                       "for a calibration file; split it"):
+        load_calibration(big)
+
+
 def test_duplicate_ids_and_unknown_questions(tmp_path: Path) -> None:
     path = tmp_path / "dup.jsonl"
     line = json.dumps({"id": "a", "question_id": "q", "question": "Q", "answer": "A",

@@ -223,3 +223,22 @@ def test_a_run_that_cannot_evaluate_leaves_no_passing_summary(
     assert not (pytester.path / "rep" / "summary.json").exists()
     previous = json.loads((pytester.path / "rep" / "summary.previous.json").read_text())
     assert previous["questions"][0]["passed"] is True
+
+
+def test_a_huge_file_in_a_collected_directory_is_read_only_up_to_the_limit(
+        pytester: pytest.Pytester) -> None:
+    """Collecting a directory looks into each YAML file for question markers: only the
+    first 4 MiB + 1 byte of each is read, so a 5 MiB question file is collected and refused
+    by name, and a 5 MiB data file whose head has no markers is not collected."""
+    sets = pytester.mkdir("sets")
+    filler = "# " + "x" * 77 + "\n"
+    (sets / "big.yaml").write_text("- id: q\n  paraphrases: [Hi.]\n"
+                                   + filler * (5 * 2**20 // len(filler)))
+    (sets / "data.yaml").write_text(filler * (5 * 2**20 // len(filler)) + "paraphrases: []\n")
+    pytester.makefile(".yaml", fake=CALM)
+    result = pytester.runpytest("sets", "--model", "fake:fake.yaml", "--collect-only", "-q",
+                                "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*sets/big.yaml*is larger than 4 MiB, the limit for a "
+                                 "question or judge-prompt file; split it*"])
+    assert "data.yaml" not in result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERRUPTED

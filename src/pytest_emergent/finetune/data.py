@@ -137,6 +137,9 @@ def load_jsonl(path: str | Path) -> Dataset:
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except RecursionError:
+            errors.append(f"{path}:{lineno}: not valid JSON (nested too deeply)")
+            continue
         if isinstance(row, dict):
             rows.append((f"{path}:{lineno}", row))
         else:

@@ -22,6 +22,7 @@ from pytest_emergent.plugin.options import settings_key
 from pytest_emergent.plugin.sweep import item_name, model_key
 from pytest_emergent.spec import VARIANTS, Question, QuestionFile
 from pytest_emergent.spec.judge_files import is_judge_file
+from pytest_emergent.spec.schema import MAX_FILE_BYTES
 
 if TYPE_CHECKING:
     from pytest_emergent.run.session import EvalRun
@@ -38,11 +39,14 @@ _QUESTION_KEY = re.compile(r"^[ \t]*(?:-[ \t]+)?question[ \t]*:", re.MULTILINE)
 
 def looks_like_question_file(path: Path, patterns: tuple[str, ...]) -> bool:
     """Inside a directory: the name matches a pattern and the text mentions `paraphrases`, or
-    has a `question:` key (Model Organisms' technical files)."""
+    has a `question:` key (Model Organisms' technical files). Only the first
+    `MAX_FILE_BYTES` + 1 bytes are read: a larger file matching the pattern is collected, and
+    its loader refuses it by name."""
     if not any(fnmatch.fnmatch(path.name, pat) for pat in patterns):
         return False
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open("rb") as handle:
+            text = handle.read(MAX_FILE_BYTES + 1).decode("utf-8", errors="replace")
     except OSError:
         return False
     return "paraphrases" in text or _QUESTION_KEY.search(text) is not None

@@ -46,6 +46,21 @@ def safe_load(text: str) -> Any:
     return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
+class TooLarge(ValueError):
+    """A file above the size a reader accepts (`read_capped`)."""
+
+
+def read_capped(path: str | Path, limit: int) -> str:
+    """A file's UTF-8 text, `TooLarge` above `limit` bytes: only `limit + 1` bytes are read,
+    so a huge file costs no memory. The errors of reading it (not found, a directory, not
+    UTF-8) pass through."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(f"is larger than {limit // 2**20} MiB")
+    return data.decode("utf-8")
+
+
 def read_bounded(path: str | Path) -> str:
     """A question or judge-prompt file's text, refused (`QuestionError` naming it) above
     `MAX_FILE_BYTES`: parsing a 50 MB file took half a minute before any check ran. The
@@ -53,9 +68,8 @@ def read_bounded(path: str | Path) -> str:
     from pytest_emergent.errors import QuestionError
     from pytest_emergent.spec.schema import MAX_FILE_BYTES
 
-    with open(path, "rb") as handle:
-        data = handle.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise QuestionError(f"is larger than {MAX_FILE_BYTES // 2**20} MiB, the limit for a "
-                            "question or judge-prompt file; split it", path=path)
-    return data.decode("utf-8")
+    try:
+        return read_capped(path, MAX_FILE_BYTES)
+    except TooLarge as exc:
+        raise QuestionError(f"{exc}, the limit for a question or judge-prompt file; split it",
+                            path=path) from None
