@@ -78,7 +78,9 @@ def test_a_variant_twice_and_a_clashing_id_are_refused() -> None:
         load_text(head + "  variants: [{name: late, prefix: x}, {name: late, suffix: y}]\n",
                   "v.yaml")
     clash = head + "  variants: [{name: late, prefix: x}]\n" + head.replace("id: q", "id: q_late")
-    with pytest.raises(QuestionError, match=r"duplicate question name 'q_late'"):
+    with pytest.raises(QuestionError, match=r"duplicate question name 'q_late': this one is "
+                       r"written in the file \(entry 2, line 5\), the other is derived from "
+                       r"'q' \(entry 1, line 1\)"):
         load_text(clash, "v.yaml")
 
 

@@ -527,6 +527,8 @@ def test_duplicate_ids() -> None:
     exc = error(entry + entry)
     assert_names(exc, "same", "id")
     assert "duplicate" in str(exc)
+    assert "written in the file (entry 2, line 4), the other is written in the file (entry " \
+        "1, line 1)" in str(exc)
 
 
 def test_derived_variant_collides_with_published_one() -> None:

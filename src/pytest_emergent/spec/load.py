@@ -50,7 +50,7 @@ from pytest_emergent.spec.validate import (
     _yaml_message,
 )
 from pytest_emergent.spec.variants import _SUFFIXES, _derive
-from pytest_emergent.spec.yaml_loader import read_bounded, safe_load
+from pytest_emergent.spec.yaml_loader import read_bounded, safe_load_lines
 
 
 def load_file(path: str | Path, *, samples_override: int | None = None,
@@ -84,7 +84,7 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
     if samples_override is not None and (not _is_int(samples_override) or samples_override < 1):
         file_ctx.fail(f"samples override must be a positive integer (got {_got(samples_override)})")
     try:
-        data = safe_load(text)
+        data, lines = safe_load_lines(text)
     except yaml.YAMLError as exc:
         file_ctx.fail(_yaml_message(exc))
 
@@ -152,7 +152,10 @@ def load_text(text: str, path: str | Path, *, samples_override: int | None = Non
                     "limit with --em-max-answers",
                     "samples_per_paraphrase",
                 )
-            how = "written in the file" if q is built[0] else f"derived from {built[0].id!r}"
+            line = lines.get(id(entry))
+            at = f" (entry {index}, line {line})" if line else f" (entry {index})"
+            how = ("written in the file" if q is built[0]
+                   else f"derived from {built[0].id!r}") + at
             for name in dict.fromkeys((q.id, q.item_name)):
                 if name in origin:
                     _Ctx(path, q.id).fail(

@@ -16,7 +16,13 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 class StrictSafeLoader(yaml.SafeLoader):
     """`yaml.SafeLoader` that refuses a mapping with the same key twice (keys brought in by
-    a `<<` merge may still be overridden, as YAML intends)."""
+    a `<<` merge may still be overridden, as YAML intends); notes the line each mapping
+    starts on (`safe_load_lines`)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        #: id() of each mapping constructed -> the line (1-based) it starts on
+        self.mapping_lines: dict[int, int] = {}
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
         if isinstance(node, MappingNode):
@@ -40,10 +46,30 @@ class StrictSafeLoader(yaml.SafeLoader):
                 seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_map(self, node: MappingNode) -> Any:
+        """PyYAML's mapping constructor, noting the line each mapping starts on."""
+        for data in super().construct_yaml_map(node):
+            self.mapping_lines[id(data)] = node.start_mark.line + 1
+            yield data
+
+
+StrictSafeLoader.add_constructor("tag:yaml.org,2002:map", StrictSafeLoader.construct_yaml_map)
+
 
 def safe_load(text: str) -> Any:
     """Parse YAML text as plain data; a repeated key is a `yaml.YAMLError`."""
     return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def safe_load_lines(text: str) -> tuple[Any, dict[int, int]]:
+    """`safe_load`, plus the line (1-based) each mapping of the result starts on, by `id()`
+    of the mapping (valid while the result is alive; an alias shares its anchor's line)."""
+    loader = StrictSafeLoader(text)
+    try:
+        data = loader.get_single_data()
+        return data, loader.mapping_lines
+    finally:
+        loader.dispose()
 
 
 class TooLarge(ValueError):
