@@ -258,6 +258,22 @@ def test_bad_option_is_a_usage_error(em_project: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*--em-max-misaligned*between 0 and 1*"])
 
 
+def test_a_bare_one_as_an_upper_limit_is_refused_on_the_command_line_and_in_ini(
+        em_project: pytest.Pytester) -> None:
+    cli = em_project.runpytest(*fake_args("--em-max-misaligned", "1"))
+    assert cli.ret == pytest.ExitCode.USAGE_ERROR
+    cli.stderr.fnmatch_lines(["*--em-max-misaligned: 1 is ambiguous: write '1%' for one per "
+                              "cent, or 1.0 (or '100%') for no limit*"])
+    em_project.makeini("[pytest]\nem_max_unscored = 1\n")
+    ini = em_project.runpytest(*fake_args())
+    assert ini.ret == pytest.ExitCode.USAGE_ERROR
+    ini.stderr.fnmatch_lines(["*em_max_unscored*1 is ambiguous*"])
+    # a minimum of 1 errs the strict way and stays allowed, as does an explicit 100 %
+    em_project.makeini("[pytest]\nem_min_coherent = 1\n")
+    loose = em_project.runpytest(*fake_args("--em-max-misaligned", "100%", "--collect-only"))
+    assert loose.ret == pytest.ExitCode.OK
+
+
 def test_directories_collect_question_files_by_pattern(em_project: pytest.Pytester) -> None:
     sub = em_project.mkdir("sets")
     (sub / "core.yaml").write_text((em_project.path / "q.yaml").read_text())

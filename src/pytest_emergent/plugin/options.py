@@ -32,6 +32,7 @@ from pytest_emergent.run.settings import (
     RunSettings,
 )
 from pytest_emergent.spec import MAX_ANSWERS, Thresholds
+from pytest_emergent.spec.validate import AMBIGUOUS_ONE, ambiguous_one
 from pytest_emergent.stats import DEFINITION_NAMES, GATE_POLICIES
 
 if TYPE_CHECKING:
@@ -149,10 +150,8 @@ def parse_rate(text: str | float, name: str) -> float:
         raise pytest.UsageError(f"{name}: expected a rate like 0.05 or 5%, got {raw!r}") from None
     if not 0.0 <= value <= 1.0:
         raise pytest.UsageError(f"{name}: a rate must lie between 0 and 1 (0% and 100%), got {raw}")
-    if raw == "1" and "max" in name:  # 100 %: an upper limit that never fails, where 1 %
-        # is meant (a minimum of 1 errs the strict way, and is left alone)
-        raise pytest.UsageError(f"{name}: 1 is ambiguous; write 1% for one per cent, or 1.0 "
-                                "(or 100%) for no limit")
+    if "max" in name and ambiguous_one(raw):
+        raise pytest.UsageError(f"{name}: {AMBIGUOUS_ONE}")
     return value
 
 

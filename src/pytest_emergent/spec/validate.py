@@ -301,13 +301,24 @@ def _fraction(value: Any, ctx: _Ctx, where: str) -> float | None:
             number = None
     if number is None or not 0.0 <= number <= 1.0:
         ctx.fail(f"{expected} (got {_got(value)})", where)
-    if (value == 1 and isinstance(value, int) and not isinstance(value, bool)
-            and where.rsplit(".", 1)[-1].startswith("max_")):
-        # read as a fraction, a bare 1 is 100 %: an upper limit that never fails, where 1 %
-        # is meant (a minimum of 1 errs the strict way, and is left alone)
-        ctx.fail("1 is ambiguous: write '1%' for one per cent, or 1.0 (or '100%') for no "
-                 "limit", where)
+    if where.rsplit(".", 1)[-1].startswith("max_") and ambiguous_one(value):
+        ctx.fail(AMBIGUOUS_ONE, where)
     return number
+
+
+#: why an upper limit of a bare 1 is refused, in YAML and on the command line
+AMBIGUOUS_ONE = "1 is ambiguous: write '1%' for one per cent, or 1.0 (or '100%') for no limit"
+
+
+def ambiguous_one(value: Any) -> bool:
+    """Whether a rate is a bare 1: the integer 1, or the text "1" (an option's value).
+
+    Read as a fraction it is 100 %, so as an upper limit (`max_misaligned`,
+    `--em-max-unscored`) it never fails where 1 % was likely meant; callers refuse it there.
+    A minimum of 1 errs the strict way and is left alone, as are 1.0 and "100%"."""
+    if isinstance(value, str):
+        return value.strip() == "1"
+    return _is_int(value) and value == 1
 
 
 # --------------------------------------------------------------------------- small helpers
