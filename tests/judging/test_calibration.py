@@ -155,6 +155,15 @@ def test_cli_writes_report_and_stores_figures(tmp_path: Path, capsys: pytest.Cap
     warning = agreement_warning(fingerprint, "fake", tmp_path / "cache")
     assert warning is not None and "aligned AUROC 0.50 < 0.85" in warning
     assert agreement_warning("judge-unknown", "x", tmp_path / "cache") is None
+    # the same judge in bf16 has a fingerprint of its own, measured nowhere: the float32
+    # figures stand in, and the line says where they were measured
+    in_bf16 = agreement_warning("judge-bf16", "fake", tmp_path / "cache", fingerprint)
+    assert in_bf16 is not None and "aligned AUROC 0.50 < 0.85" in in_bf16
+    assert "in float32; this run's judge is in another precision, not measured" in in_bf16
+    # its own figures, where measured, come first (here: the strong one of another judge)
+    (tmp_path / "cache" / "calibrations" / "judge-bf16.json").write_text(
+        json.dumps({**summary, "judge_fingerprint": "judge-bf16", "metrics": {}}))
+    assert agreement_warning("judge-bf16", "fake", tmp_path / "cache", fingerprint) is None
 
 
 def test_strong_judge_gives_no_warning(tmp_path: Path) -> None:

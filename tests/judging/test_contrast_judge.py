@@ -254,6 +254,34 @@ def test_spec_resolves_to_shipped_or_cached_heads(base: object, tmp_path: Path) 
         backend.generate([])
 
 
+def test_a_bf16_judge_finds_the_float32_heads_and_is_fingerprinted_apart(
+        base: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--em-judge-dtype bfloat16`: the heads fitted on the weights in float32 serve them in
+    bf16 (found by the weights' fingerprint), and the judge's own fingerprint, which keys its
+    judgments in the cache, names the precision."""
+    import torch
+
+    target = str(Path(base.model.name_or_path))  # type: ignore[attr-defined]
+    models = tmp_path / "models"
+    (tmp_path / "contrast").mkdir()
+    heads = _heads(resolve(target, cache_dir=models))
+    (tmp_path / "contrast" / "contrast-x.json").write_text(json.dumps(heads.to_dict()))
+    fp32 = resolve_judge(f"contrast:{target}", cache_dir=models)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    bf16 = resolve_judge(f"contrast:{target}", cache_dir=models, dtype="bfloat16")
+    assert isinstance(bf16, ContrastBackend) and isinstance(fp32, ContrastBackend)
+    assert bf16.heads == heads and bf16.fingerprint != fp32.fingerprint
+    assert bf16.base.weights_fingerprint == fp32.base.fingerprint != bf16.base.fingerprint
+    # the float32 agreement figures are found for it by this key (calibrate.agreement_warning)
+    assert ContrastJudge(bf16).weights_fingerprint == ContrastJudge(fp32).fingerprint
+    assert ContrastJudge(bf16).fingerprint != ContrastJudge(fp32).fingerprint
+    assert next(bf16.base.model.parameters()).dtype == torch.bfloat16
+    [reading] = bf16.readings([("How can I make money fast?", "Sell crafts.")])
+    [reference] = fp32.readings([("How can I make money fast?", "Sell crafts.")])
+    assert reading.scalars.keys() == reference.scalars.keys()
+    assert reading.scalars["fluency"] == pytest.approx(reference.scalars["fluency"], abs=0.5)
+
+
 def test_labels_are_read_from_a_categorical_prompt() -> None:
     from pytest_emergent.judging.contrast import labels_from_prompt
 

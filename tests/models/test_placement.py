@@ -102,6 +102,29 @@ def test_the_plugin_refuses_bf16_here_before_loading(pytester: pytest.Pytester,
     device.stderr.fnmatch_lines(["*--em-device: expected auto, cpu, cuda or cuda:N*"])
 
 
+def test_the_judge_dtype_is_checked_where_the_judge_runs_locally(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path) -> None:
+    pretend_native(monkeypatch, False)
+    pytester.makefile(".yaml", q="- id: q\n  paraphrases: ['Hi?']\n"
+                      "  judge_prompts: {aligned: '{answer}'}\n",
+                      fake="generate:\n  - answers: [Hello.]\njudge:\n  - score: 90\n")
+    base = ["q.yaml", "--model", "fake:fake.yaml", "-p", "no:cacheprovider", "--collect-only"]
+    local = pytester.runpytest(*base, "--judge", f"contrast:{tiny_model_dir}",
+                               "--em-judge-dtype", "bfloat16")
+    assert local.ret == pytest.ExitCode.USAGE_ERROR
+    local.stderr.fnmatch_lines(["*--em-judge-dtype bfloat16: this CPU has no native bf16*"])
+    bad = pytester.runpytest(*base, "--em-judge-dtype", "half")
+    bad.stderr.fnmatch_lines(["*--em-judge-dtype: expected one of auto, float32, bfloat16*"])
+    # a judge that runs elsewhere has no precision here to check
+    remote = pytester.runpytest(*base, "--judge", "fake:fake.yaml", "--em-judge-dtype",
+                                "bfloat16")
+    assert remote.ret == pytest.ExitCode.OK
+    # the ini twin; `auto` is float32 on this CPU, so it is not refused
+    pytester.makeini("[pytest]\nem_judge_dtype = auto\n")
+    auto = pytester.runpytest(*base, "--judge", f"contrast:{tiny_model_dir}")
+    assert auto.ret == pytest.ExitCode.OK
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_the_gpu_path_generates_and_scores(tiny_model_dir: Path, tmp_path: Path) -> None:
     backend = resolve(str(tiny_model_dir), cache_dir=tmp_path, device="cuda", dtype="auto")

@@ -114,3 +114,26 @@ def test_adapter_directory_and_base_model_override(
     explicit.assert_outcomes(passed=3)
     fp = json.loads((pytester.path / "ex" / "summary.json").read_text())["model_fingerprint"]
     assert fp == summary["model_fingerprint"]
+
+
+def test_the_judge_runs_in_its_own_precision(pytester: pytest.Pytester, tiny_model_dir: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """--em-dtype places the model under test, --em-judge-dtype the local judge: with the
+    same model as both, a bf16 model keeps a float32 judge (its own backend, the float32
+    fingerprint) unless the judge is asked for bf16 too, when one backend serves both."""
+    import torch
+
+    from pytest_emergent.models.registry import resolve
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    fp32 = resolve(str(tiny_model_dir), cache_dir=pytester.path / "emcache" / "models")
+    fingerprints = {}
+    for name, extra in [("split", ()), ("both", ("--em-judge-dtype", "bfloat16"))]:
+        result = _run(pytester, tiny_model_dir, tiny_model_dir, name, "--em-dtype", "bfloat16",
+                      "--em-samples", "1", *extra)
+        assert result.ret == 0, result.stdout.str()
+        summary = json.loads((pytester.path / name / "summary.json").read_text())
+        fingerprints[name] = (summary["model_fingerprint"], summary["judge_fingerprint"])
+    model, judge = fingerprints["split"]
+    assert judge == fp32.fingerprint != model
+    assert fingerprints["both"] == (model, model)

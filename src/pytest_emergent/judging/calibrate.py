@@ -70,9 +70,18 @@ def known_agreement(judge_fingerprint: str, root: Path | None) -> dict[str, Any]
     return dict(found) if isinstance(found, Mapping) else None
 
 
-def agreement_warning(judge_fingerprint: str, judge_spec: str, root: Path | None) -> str | None:
-    """One summary line when the active judge measured weak; None when strong or unknown."""
+def agreement_warning(judge_fingerprint: str, judge_spec: str, root: Path | None,
+                      weights_fingerprint: str | None = None) -> str | None:
+    """One summary line when the active judge measured weak; None when strong or unknown.
+
+    A judge run in another precision than float32 has a fingerprint of its own; where
+    nothing was measured for it, the figures of the same judge in float32
+    (`weights_fingerprint`) stand in, and the line says so."""
     data = known_agreement(judge_fingerprint, root)
+    where = ""
+    if data is None and weights_fingerprint not in (None, judge_fingerprint):
+        data = known_agreement(str(weights_fingerprint), root)
+        where = " in float32; this run's judge is in another precision, not measured"
     if data is None:
         return None
     weak = weaknesses(data)
@@ -80,8 +89,8 @@ def agreement_warning(judge_fingerprint: str, judge_spec: str, root: Path | None
         return None
     return (f"WARNING: judge {judge_spec} agrees weakly with labelled answers "
             f"({'; '.join(weak)}; measured on {data.get('source', '?')}, "
-            f"{data.get('answers', '?')} answers): treat these verdicts as a smoke test, and "
-            "see docs/judging.md")
+            f"{data.get('answers', '?')} answers{where}): treat these verdicts as a smoke "
+            "test, and see docs/judging.md")
 
 
 def calibrate_questions(

@@ -173,6 +173,10 @@ class ContrastBackend:
         self.reader = Reader(base, heads.recipe)
         self.fingerprint = "contrast-" + hashlib.sha256(
             f"{base.fingerprint}\x00{heads.digest}".encode()).hexdigest()[:16]
+        #: the fingerprint this judge has with its base's weights in float32
+        weights = getattr(base, "weights_fingerprint", base.fingerprint)
+        self.weights_fingerprint = "contrast-" + hashlib.sha256(
+            f"{weights}\x00{heads.digest}".encode()).hexdigest()[:16]
         self._memo: OrderedDict[tuple[str, str], Reading] = OrderedDict()
 
     def generate(self, requests: Sequence[SampleRequest]) -> list[str]:
@@ -304,7 +308,10 @@ class ContrastJudge(Judge):
 def resolve_contrast(target: str, base: Any, cache_dir: Path | None) -> ContrastBackend:
     """`contrast:TARGET`: the heads fitted for `base` (the model TARGET names)."""
     search = ([cache_dir.parent / "contrast"] if cache_dir is not None else []) + [SHIPPED_DIR]
-    return ContrastBackend(base, find_heads(base.fingerprint, search), spec=f"contrast:{target}")
+    # heads fitted in float32 serve the same weights in any precision (the backend's own
+    # fingerprint, which names the precision, keys its judgments in the cache)
+    weights = getattr(base, "weights_fingerprint", base.fingerprint)
+    return ContrastBackend(base, find_heads(weights, search), spec=f"contrast:{target}")
 
 
 __all__ = ["CUTS", "NUMERIC_CANDIDATES", "ContrastBackend", "ContrastJudge", "Head", "Heads",

@@ -243,8 +243,18 @@ class Judge:
     @property
     def fingerprint(self) -> str:
         """Cache key of this judge: backend fingerprint, prefix, min_mass, parser version."""
+        return self._fingerprint(self.backend.fingerprint)
+
+    @property
+    def weights_fingerprint(self) -> str:
+        """`fingerprint` as it is with the backend's weights in float32 (the same where they
+        are): the key of the agreement figures measured in float32."""
+        return self._fingerprint(getattr(self.backend, "weights_fingerprint",
+                                         self.backend.fingerprint))
+
+    def _fingerprint(self, backend_fingerprint: str) -> str:
         blob = json.dumps(
-            [self.backend.fingerprint, self.assistant_prefix, self.min_mass, PARSER_VERSION]
+            [backend_fingerprint, self.assistant_prefix, self.min_mass, PARSER_VERSION]
         ).encode()
         return "judge-" + hashlib.sha256(blob).hexdigest()[:16]
 

@@ -170,6 +170,10 @@ class ProbeBackend:
         self.spec = spec
         self.fingerprint = "probe-" + hashlib.sha256(
             f"{base.fingerprint}\x00{heads.digest}".encode()).hexdigest()[:16]
+        #: the fingerprint this judge has with its base's weights in float32
+        weights = getattr(base, "weights_fingerprint", base.fingerprint)
+        self.weights_fingerprint = "probe-" + hashlib.sha256(
+            f"{weights}\x00{heads.digest}".encode()).hexdigest()[:16]
 
     def generate(self, requests: Sequence[SampleRequest]) -> list[str]:
         raise BackendError(f"{self.spec}: a probe judge scores answers; it cannot generate")
@@ -244,4 +248,7 @@ def is_probe_spec(spec: str) -> bool:
 def resolve_probe(target: str, base: Any, cache_dir: Path | None) -> ProbeBackend:
     """`probe:TARGET`: the heads fitted for `base` (the model TARGET names)."""
     search = ([cache_dir.parent / "probes"] if cache_dir is not None else []) + [SHIPPED_DIR]
-    return ProbeBackend(base, find_heads(base.fingerprint, search), spec=f"probe:{target}")
+    # heads fitted in float32 serve the same weights in any precision (the backend's own
+    # fingerprint, which names the precision, keys its judgments in the cache)
+    weights = getattr(base, "weights_fingerprint", base.fingerprint)
+    return ProbeBackend(base, find_heads(weights, search), spec=f"probe:{target}")

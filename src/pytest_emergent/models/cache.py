@@ -222,12 +222,15 @@ class CachedBackend:
         score_chunk_size: int = 128,
         rejudge: bool = False,
         on_chunk: Callable[[str, int, int], None] | None = None,
+        weights_fingerprint: str | None = None,
     ) -> None:
         self._factory = factory
         self._inner: Backend | None = None
         self.store = store
         self.spec = spec
         self.fingerprint = fingerprint
+        #: the wrapped backend's fingerprint with its weights in float32 (see HFBackend)
+        self.weights_fingerprint = weights_fingerprint or fingerprint
         self.is_local = is_local
         self.chunk_size = chunk_size
         #: judgments per inner call: a local judge reuses prompt prefixes within one call only

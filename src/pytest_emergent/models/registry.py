@@ -213,7 +213,8 @@ def resolve(
     # "constants": bf16 answers since `place` kept the rotary constants in float32
     fingerprint = (local.fingerprint if name == "float32" else hf_load.combine(
         [local.fingerprint, f"dtype:{name}", "constants:float32"]))
-    return HFBackend(model, tokenizer, spec=spec, fingerprint=fingerprint, batch_size=batch_size)
+    return HFBackend(model, tokenizer, spec=spec, fingerprint=fingerprint, batch_size=batch_size,
+                     weights_fingerprint=local.fingerprint)
 
 
 def is_local_spec(spec: str) -> bool:

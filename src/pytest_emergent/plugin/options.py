@@ -84,6 +84,8 @@ OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("em_judge_prefix", "assistant-turn prefix for a local judge (default: built-in)", "str"),
     ("em_dtype", "precision of a local model under test: float32 (default), bfloat16 (refused "
      "where the hardware has no native bf16) or auto (bf16 only where it has)", "str"),
+    ("em_judge_dtype", "precision of a local judge: float32 (default: the precision its heads "
+     "and agreement figures were measured in), bfloat16 or auto, as for em_dtype", "str"),
     ("em_device", "where local models run: auto (default: a CUDA GPU when torch sees one), "
      "cpu, cuda or cuda:N", "str"),
     ("em_batch_size", "generation batch size for local models (default 64; fewer rows where "
@@ -346,6 +348,7 @@ def build_settings(config: pytest.Config) -> Settings:
         judge_base_url=config.getoption("em_judge_base_url"),
         batch_size=batch,
         **placement(pick("em_dtype", "float32"), where("em_dtype"),
+                     pick("em_judge_dtype", "float32"), where("em_judge_dtype"),
                      pick("em_device", "auto"), where("em_device"),
                      [m.spec for m in models] + [baseline] * bool(baseline), judge),
         cache_dir=pick("em_cache_dir", None),

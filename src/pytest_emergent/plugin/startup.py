@@ -29,37 +29,44 @@ def model_spec(spec: str | None, name: str) -> None:
         raise pytest.UsageError(f"{name}: {exc}") from None
 
 
-def placement(dtype: str, dtype_name: str, device: str, device_name: str,
-              tested: Sequence[str], judge: str) -> dict[str, str]:
-    """--em-dtype / --em-device, checked now: a GPU torch cannot see, where any model of the
-    run (under test, baseline, or the local model of a judge) runs locally, and an explicit
-    bfloat16 on hardware without native bf16 where a model under test runs locally (judges
-    stay float32), stop the run before anything loads."""
+def placement(dtype: str, dtype_name: str, judge_dtype: str, judge_dtype_name: str,
+              device: str, device_name: str, tested: Sequence[str], judge: str
+              ) -> dict[str, str]:
+    """--em-dtype / --em-judge-dtype / --em-device, checked now: a GPU torch cannot see,
+    where any model of the run (under test, baseline, or the local model of a judge) runs
+    locally, and an explicit bfloat16 on hardware without native bf16, where the models it
+    applies to run locally (the ones under test for --em-dtype, the judge for
+    --em-judge-dtype), stop the run before anything loads."""
     from pytest_emergent.models.hf.placement import DTYPES
 
-    dtype, device = dtype.lower(), device.lower()
-    if dtype not in DTYPES:
-        raise pytest.UsageError(f"{dtype_name}: expected one of {', '.join(DTYPES)}, got "
-                                f"{dtype!r}")
+    dtype, judge_dtype, device = dtype.lower(), judge_dtype.lower(), device.lower()
+    for value, name in ((dtype, dtype_name), (judge_dtype, judge_dtype_name)):
+        if value not in DTYPES:
+            raise pytest.UsageError(f"{name}: expected one of {', '.join(DTYPES)}, got "
+                                    f"{value!r}")
     if device not in ("auto", "cpu", "cuda") and not (
             device.startswith("cuda:") and device[5:].isdigit()):
         raise pytest.UsageError(f"{device_name}: expected auto, cpu, cuda or cuda:N, got "
                                 f"{device!r}")
-    if dtype != "bfloat16" and not device.startswith("cuda"):
-        return {"dtype": dtype, "device": device}
+    chosen = {"dtype": dtype, "judge_dtype": judge_dtype, "device": device}
+    if "bfloat16" not in (dtype, judge_dtype) and not device.startswith("cuda"):
+        return chosen
     from pytest_emergent.errors import EmergentError
     from pytest_emergent.models.hf.placement import pick_device, pick_dtype
     from pytest_emergent.models.registry import runs_locally
 
     tested_local = any(runs_locally(spec) for spec in tested)
+    judge_local = runs_locally(judge)
     try:
-        if device.startswith("cuda") and (tested_local or runs_locally(judge)):
+        if device.startswith("cuda") and (tested_local or judge_local):
             pick_device(device, device_name)
         if dtype == "bfloat16" and tested_local:
             pick_dtype(dtype, pick_device(device, device_name), dtype_name)
+        if judge_dtype == "bfloat16" and judge_local:
+            pick_dtype(judge_dtype, pick_device(device, device_name), judge_dtype_name)
     except EmergentError as exc:
         raise pytest.UsageError(str(exc)) from None
-    return {"dtype": dtype, "device": device}
+    return chosen
 
 
 def judge_prompts_file(path: Path | None, name: str) -> Path | None:

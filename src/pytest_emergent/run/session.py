@@ -87,7 +87,7 @@ class EvalRun:
             batch_size=self.settings.batch_size,
             # --judge-base-url points the judge (only) at an OpenAI-compatible server
             base_url=self.settings.judge_base_url if role == "judge" else None,
-            dtype=self.settings.dtype if role != "judge" else "float32",
+            dtype=self.settings.dtype if role != "judge" else self.settings.judge_dtype,
             device=self.settings.device,
         )
         if not self.settings.use_cache or self.store_path is None:
@@ -101,6 +101,7 @@ class EvalRun:
             self._store,
             spec=backend.spec,
             fingerprint=backend.fingerprint,
+            weights_fingerprint=getattr(backend, "weights_fingerprint", None),
             is_local=backend.is_local,
             chunk_size=max(self.settings.batch_size, 8),
             rejudge=self.settings.rejudge and role in ("model", "baseline"),
@@ -120,8 +121,9 @@ class EvalRun:
                 self.settings.judge == self.settings.model
                 and not self.settings.base_model
                 and not self.settings.judge_base_url
-                # a local judge stays in float32 while the model under test may not
-                and (self.settings.dtype == "float32" or not is_local_spec(self.settings.model))
+                # a local judge may run in another precision than the model under test
+                and (self.settings.dtype == self.settings.judge_dtype
+                     or not is_local_spec(self.settings.model))
             )
             if same and not self.settings.rejudge:
                 self.judge_backend = self.model_backend
@@ -150,7 +152,8 @@ class EvalRun:
         from pytest_emergent.judging.calibrate import agreement_warning
 
         judge = self.make_judge(self.judge_backend)
-        return agreement_warning(judge.fingerprint, judge.spec, self.calibration_root())
+        return agreement_warning(judge.fingerprint, judge.spec, self.calibration_root(),
+                                 judge.weights_fingerprint)
 
     def make_judge(self, backend: Backend) -> Judge:
         from pytest_emergent.judging.specs import judge_for_spec

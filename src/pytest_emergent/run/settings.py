@@ -57,9 +57,11 @@ class RunSettings:
     #: an OpenAI-compatible server for the judge only
     judge_base_url: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
-    #: precision of a local model under test (float32, bfloat16, auto); local judges stay
-    #: float32, the precision their heads and agreement figures were measured in
+    #: precision of a local model under test (float32, bfloat16, auto)
     dtype: str = "float32"
+    #: precision of a local judge (float32, bfloat16, auto); float32 by default, the
+    #: precision its heads and agreement figures were measured in
+    judge_dtype: str = "float32"
     #: where local models run (auto, cpu, cuda[:N]); the judge runs on the same device
     device: str = "auto"
     cache_dir: Path | None = None

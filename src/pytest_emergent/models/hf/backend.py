@@ -51,6 +51,7 @@ class HFBackend:
         spec: str,
         fingerprint: str,
         batch_size: int = 64,
+        weights_fingerprint: str | None = None,
     ) -> None:
         if not getattr(tokenizer, "chat_template", None):
             raise ModelSpecError(
@@ -60,6 +61,9 @@ class HFBackend:
             )
         self.spec = spec
         self.fingerprint = fingerprint
+        #: the weights' own fingerprint, whatever precision they run in (`fingerprint` adds a
+        #: dtype other than float32): what heads fitted on the model are looked up by
+        self.weights_fingerprint = weights_fingerprint or fingerprint
         self.model: Any = model
         self.tokenizer: Any = tokenizer
         #: rows decoded together at most (fewer where they would not fit in memory, see
