@@ -137,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "auto"],
                         help="precision of the model (the peers use the same weights)")
+    parser.add_argument("--judge-dtype", default="float32",
+                        choices=["float32", "bfloat16", "auto"],
+                        help="precision of the judges (the plugin's --em-judge-dtype)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--naive-samples", type=int, default=8,
                         help="naive answers timed (evenly spaced over the run's answers)")
@@ -172,9 +175,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not hasattr(backend, "generate_ids"):
         parser.error(f"--model {name}: not a local model (this benchmark times local ones)")
     backend.lean_decode = not args.no_lean
-    import torch
-
-    from pytest_emergent.models.hf.placement import native_bf16
+    from pytest_emergent.models.hf.placement import native_bf16, pick_dtype
 
     param = next(backend.model.parameters())
     lean = backend.lean_decoder()
@@ -189,10 +190,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if bad:
         parser.error(f"--judge: this benchmark times judges on the model itself ({name}), "
                      f"not {bad}")
-    # local judges run in float32 (docs/performance.md), whatever the model's --dtype, on
-    # the model's device (as the plugin places them)
-    judge_base = backend if param.dtype == torch.float32 else resolve(
-        name, batch_size=args.batch_size, device=args.device)
+    # local judges run in --judge-dtype (float32 by default, docs/performance.md), whatever
+    # the model's --dtype, on the model's device (as the plugin places them)
+    same = pick_dtype(args.judge_dtype, param.device) == param.dtype
+    judge_base: Any = backend if same else resolve(
+        name, batch_size=args.batch_size, device=args.device, dtype=args.judge_dtype)
+    print(f"judges in {str(next(judge_base.model.parameters()).dtype).removeprefix('torch.')}",
+          flush=True)
     judge_backends = {
         s: resolve_probe(name, judge_base, None) if is_probe_spec(s)
         else resolve_contrast(name, judge_base, None) if s.startswith("contrast:")

@@ -97,12 +97,12 @@ step tests 150 "$PY" -m pytest ${PLUGIN[@]+"${PLUGIN[@]}"} -q -p no:cacheprovide
 step build 90 "$PY" benchmarks/random_model.py build "$SHAPE" "$MODEL" --device "$DEVICE"
 for dtype in auto float32; do
   step "bench-$dtype" 120 "$PY" benchmarks/bench_eval.py --model "$MODEL" --device "$DEVICE" \
-    --dtype "$dtype" --samples "$SAMPLES" --max-tokens "$MAX_TOKENS" --naive-samples 4 \
-    --naive-judgments 16 --host-sampling
+    --dtype "$dtype" --judge-dtype "$dtype" --samples "$SAMPLES" --max-tokens "$MAX_TOKENS" \
+    --naive-samples 4 --naive-judgments 16 --host-sampling
 done
 # the bundled sets as `make eval` runs them, judged by the random model itself (timing only)
 step eval 150 "$PY" -m pytest ${PLUGIN[@]+"${PLUGIN[@]}"} evals/ --model "$MODEL" --judge "$MODEL" --em-device "$DEVICE" \
-  --em-dtype auto --em-report /tmp/device-check-report --em-cache-dir "$CACHE/records" -q \
+  --em-dtype auto --em-judge-dtype auto --em-report /tmp/device-check-report --em-cache-dir "$CACHE/records" -q \
   -p no:cacheprovider --durations 5 \
   ${EVAL_SAMPLES:+--em-samples "$EVAL_SAMPLES"}
 cp /tmp/device-check-report/summary.json "$OUT/eval-summary.json" 2>/dev/null || true

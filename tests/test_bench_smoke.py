@@ -41,6 +41,7 @@ def test_bench_prints_every_peer_and_ratio(capsys: pytest.CaptureFixture[str]) -
     number = r"[0-9]+\.[0-9]+"
     assert re.search(r"^model smollm2-135m-instruct; CPU: .+; native bf16: (True|False); "
                      r"dtype float32 on cpu", out, re.M)
+    assert re.search(r"^judges in float32$", out, re.M)
     assert len(re.findall(rf"round \d: plugin +{number} tokens/s, batched HF generate +"
                           rf"{number} tokens/s .*: {number}x", out)) == 2
     assert re.search(rf"plugin / batched HF {number}x tokens/s \(medians of the rounds\); "
