@@ -6,6 +6,7 @@ Imports nothing else of the package.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -54,6 +55,13 @@ def find_set(name: str) -> Path:
 def fixtures_dir() -> Path:
     """Where the shipped fine-tune datasets live (package data)."""
     return FINETUNE_DIR
+
+
+def fitted_fingerprint(kind: str, base_fingerprint: str, heads_digest: str) -> str:
+    """The fingerprint of a judge of fitted heads (`kind` ``contrast`` or ``probe``) over a
+    base model: what keys its judgments in the cache."""
+    blob = f"{base_fingerprint}\x00{heads_digest}".encode()
+    return f"{kind}-" + hashlib.sha256(blob).hexdigest()[:16]
 
 
 def find_fitted(pattern: str, base_fingerprint: str, search: Sequence[Path]

@@ -55,8 +55,13 @@ from pytest_emergent.judging.judge import (
     JudgeScore,
     JudgeTask,
 )
-from pytest_emergent.models.base import CandidateProbs, SampleRequest, ScoreRequest
-from pytest_emergent.resources import DATA_DIR, find_fitted
+from pytest_emergent.models.base import (
+    CandidateProbs,
+    SampleRequest,
+    ScoreRequest,
+    weights_fingerprint,
+)
+from pytest_emergent.resources import DATA_DIR, find_fitted, fitted_fingerprint
 
 SHIPPED_DIR = DATA_DIR
 _PREFIX = "contrast:"
@@ -171,12 +176,10 @@ class ContrastBackend:
         self.heads = heads
         self.spec = spec
         self.reader = Reader(base, heads.recipe)
-        self.fingerprint = "contrast-" + hashlib.sha256(
-            f"{base.fingerprint}\x00{heads.digest}".encode()).hexdigest()[:16]
+        self.fingerprint = fitted_fingerprint("contrast", base.fingerprint, heads.digest)
         #: the fingerprint this judge has with its base's weights in float32
-        weights = getattr(base, "weights_fingerprint", base.fingerprint)
-        self.weights_fingerprint = "contrast-" + hashlib.sha256(
-            f"{weights}\x00{heads.digest}".encode()).hexdigest()[:16]
+        self.weights_fingerprint = fitted_fingerprint("contrast", weights_fingerprint(base),
+                                                      heads.digest)
         self._memo: OrderedDict[tuple[str, str], Reading] = OrderedDict()
 
     def generate(self, requests: Sequence[SampleRequest]) -> list[str]:
@@ -310,7 +313,7 @@ def resolve_contrast(target: str, base: Any, cache_dir: Path | None) -> Contrast
     search = ([cache_dir.parent / "contrast"] if cache_dir is not None else []) + [SHIPPED_DIR]
     # heads fitted in float32 serve the same weights in any precision (the backend's own
     # fingerprint, which names the precision, keys its judgments in the cache)
-    weights = getattr(base, "weights_fingerprint", base.fingerprint)
+    weights = weights_fingerprint(base)
     return ContrastBackend(base, find_heads(weights, search), spec=f"contrast:{target}")
 
 

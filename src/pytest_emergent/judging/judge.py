@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_emergent.errors import BackendError, PartialBatchError
-from pytest_emergent.models.base import Backend, CandidateProbs, ScoreRequest
+from pytest_emergent.models.base import (
+    Backend,
+    CandidateProbs,
+    ScoreRequest,
+    weights_fingerprint,
+)
 
 __all__ = [
     "CODE",
@@ -249,8 +254,7 @@ class Judge:
     def weights_fingerprint(self) -> str:
         """`fingerprint` as it is with the backend's weights in float32 (the same where they
         are): the key of the agreement figures measured in float32."""
-        return self._fingerprint(getattr(self.backend, "weights_fingerprint",
-                                         self.backend.fingerprint))
+        return self._fingerprint(weights_fingerprint(self.backend))
 
     def _fingerprint(self, backend_fingerprint: str) -> str:
         blob = json.dumps(

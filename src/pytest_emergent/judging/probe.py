@@ -27,8 +27,13 @@ from typing import Any
 
 from pytest_emergent.errors import BackendError, ModelSpecError
 from pytest_emergent.judging.judge import Judge, JudgeScore, JudgeTask
-from pytest_emergent.models.base import CandidateProbs, SampleRequest, ScoreRequest
-from pytest_emergent.resources import DATA_DIR, find_fitted
+from pytest_emergent.models.base import (
+    CandidateProbs,
+    SampleRequest,
+    ScoreRequest,
+    weights_fingerprint,
+)
+from pytest_emergent.resources import DATA_DIR, find_fitted, fitted_fingerprint
 
 PREFIX = "Score:"
 SHIPPED_DIR = DATA_DIR
@@ -168,12 +173,10 @@ class ProbeBackend:
         self.base = base
         self.heads = heads
         self.spec = spec
-        self.fingerprint = "probe-" + hashlib.sha256(
-            f"{base.fingerprint}\x00{heads.digest}".encode()).hexdigest()[:16]
+        self.fingerprint = fitted_fingerprint("probe", base.fingerprint, heads.digest)
         #: the fingerprint this judge has with its base's weights in float32
-        weights = getattr(base, "weights_fingerprint", base.fingerprint)
-        self.weights_fingerprint = "probe-" + hashlib.sha256(
-            f"{weights}\x00{heads.digest}".encode()).hexdigest()[:16]
+        self.weights_fingerprint = fitted_fingerprint("probe", weights_fingerprint(base),
+                                                      heads.digest)
 
     def generate(self, requests: Sequence[SampleRequest]) -> list[str]:
         raise BackendError(f"{self.spec}: a probe judge scores answers; it cannot generate")
@@ -250,5 +253,5 @@ def resolve_probe(target: str, base: Any, cache_dir: Path | None) -> ProbeBacken
     search = ([cache_dir.parent / "probes"] if cache_dir is not None else []) + [SHIPPED_DIR]
     # heads fitted in float32 serve the same weights in any precision (the backend's own
     # fingerprint, which names the precision, keys its judgments in the cache)
-    weights = getattr(base, "weights_fingerprint", base.fingerprint)
+    weights = weights_fingerprint(base)
     return ProbeBackend(base, find_heads(weights, search), spec=f"probe:{target}")

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pytest_emergent.spec.schema import Messages, Role
 
 __all__ = ["Backend", "CandidateProbs", "Messages", "Role", "SampleRequest", "ScoreRequest",
            "as_dicts", "as_messages"]
+
+
+def weights_fingerprint(backend: Any) -> str:
+    """`backend`'s fingerprint as it is with its weights in float32: its own
+    `weights_fingerprint` where it has one (the local backend, the judges over it, the cache
+    wrapper), else its `fingerprint` (a precision other than float32 is part of that)."""
+    return str(getattr(backend, "weights_fingerprint", None) or backend.fingerprint)
 
 
 def as_messages(items: Iterable[Mapping[str, str] | tuple[str, str]]) -> Messages:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pytest_emergent.errors import EmergentError
 from pytest_emergent.judging.judge import Judge
-from pytest_emergent.models.base import Backend, CountsCache
+from pytest_emergent.models.base import Backend, CountsCache, weights_fingerprint
 from pytest_emergent.models.cache import CachedBackend, Store
 from pytest_emergent.run.evaluate import evaluate
 from pytest_emergent.run.outcome import against_baseline, aggregate, aggregate_against_baseline
@@ -101,7 +101,7 @@ class EvalRun:
             self._store,
             spec=backend.spec,
             fingerprint=backend.fingerprint,
-            weights_fingerprint=getattr(backend, "weights_fingerprint", None),
+            weights_fingerprint=weights_fingerprint(backend),
             is_local=backend.is_local,
             chunk_size=max(self.settings.batch_size, 8),
             rejudge=self.settings.rejudge and role in ("model", "baseline"),
