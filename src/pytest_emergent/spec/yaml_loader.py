@@ -58,7 +58,7 @@ StrictSafeLoader.add_constructor("tag:yaml.org,2002:map", StrictSafeLoader.const
 
 def safe_load(text: str) -> Any:
     """Parse YAML text as plain data; a repeated key is a `yaml.YAMLError`."""
-    return yaml.load(text, Loader=StrictSafeLoader)  # noqa: S506 (a SafeLoader subclass)
+    return safe_load_lines(text)[0]
 
 
 def safe_load_lines(text: str) -> tuple[Any, dict[int, int]]:
